@@ -1,1 +1,12 @@
-"""course-ws."""
+"""course-ws: the companion package of a hands-on course on real-time WebSockets.
+
+The names a notebook needs are here: ``serve_in_background`` runs any server of
+the catalogue (or your own handler or ASGI app) in the background; ``check``
+checks an exercise.
+"""
+
+from course_ws.check import check
+from course_ws.runner import BackgroundServer, serve_in_background
+
+__all__ = ["BackgroundServer", "check", "serve_in_background"]
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""The catalogue: every example server by name, the stack it is built on, and its endpoints.
+
+Servers are imported only when started, so ``course-ws list`` stays fast and a
+learner who never opens the Django chapter never imports Django.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from course_ws.servers.running import StartServer
+
+
+class UnknownServerError(LookupError):
+    """A server name that is not in the catalogue."""
+
+    def __init__(self, name: str) -> None:
+        known = ", ".join(CATALOGUE)
+        super().__init__(f"unknown server {name!r}: the catalogue has {known}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One server of the course."""
+
+    name: str
+    stack: str
+    summary: str
+    chapter: str
+    endpoints: tuple[str, ...]
+    module: str
+
+    def load(self) -> StartServer:
+        """Import the server's module and return its ``start`` function."""
+        start: StartServer = importlib.import_module(self.module).start
+        return start
+
+
+CATALOGUE: dict[str, CatalogueEntry] = {
+    entry.name: entry
+    for entry in (
+        CatalogueEntry(
+            name="echo",
+            stack="websockets",
+            summary="sends every text or binary message back unchanged",
+            chapter="00, 02",
+            endpoints=("/echo", "GET /healthz"),
+            module="course_ws.servers.echo",
+        ),
+    )
+}
+
+
+def lookup(name: str) -> CatalogueEntry:
+    """The catalogue entry called ``name``; :class:`UnknownServerError` lists the known ones."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise UnknownServerError(name) from None

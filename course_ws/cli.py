@@ -1,0 +1,178 @@
+"""``course-ws``: run the course's servers, check exercises, and check the machine.
+
+    course-ws list                    the server catalogue
+    course-ws serve echo --port 0     run a server until Ctrl+C
+    course-ws check shout             check an exercise
+    course-ws doctor                  is everything installed?
+
+A bad argument gets one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from course_ws.catalogue import CATALOGUE, CatalogueEntry, lookup
+from course_ws.listening import BindError, bind_listener, socket_address, url_host
+from course_ws.options import LOG_LEVELS, ServeOptions
+from course_ws.server_logs import LOG_FORMAT
+
+USAGE_ERROR = 2
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``course-ws serve: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 meaning "any free port"."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number (0-65535; 0 picks a free one)"
+        )
+    return int(text)
+
+
+def byte_size(text: str) -> int:
+    """A size such as ``65536``, ``64KiB`` or ``1MiB``."""
+    found = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    unit = found.group(2).lower() if found else ""
+    if not found or unit not in SIZE_UNITS or int(found.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (examples: 65536, 64KiB, 1MiB)")
+    return int(found.group(1)) * SIZE_UNITS[unit]
+
+
+def server_name(text: str) -> str:
+    """A name from the catalogue."""
+    if text not in CATALOGUE:
+        raise argparse.ArgumentTypeError(
+            f"unknown server {text!r}; choose from {', '.join(CATALOGUE)}"
+        )
+    return text
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="course-ws", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    commands.add_parser("list", help="list the server catalogue")
+
+    serve = commands.add_parser("serve", help="run a catalogue server until Ctrl+C")
+    serve.add_argument("name", type=server_name, help="a server from `course-ws list`")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=port_number, default=8000, help="0 picks a free port (8000)")
+    serve.add_argument("--max-size", type=byte_size, default=2**20, help="largest message (1MiB)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(info)")
+
+    check = commands.add_parser("check", help="check an exercise")
+    check.add_argument("exercise", help="the exercise's name, e.g. shout")
+    check.add_argument("--solutions", action="store_true", help="check the model solution")
+
+    commands.add_parser("doctor", help="check Python, packages and the programs chapters need")
+    return parser
+
+
+def describe(entry: CatalogueEntry, host: str, port: int) -> str:
+    """The lines ``serve`` prints: what runs, and the URL of every endpoint."""
+    base = f"{url_host(host)}:{port}"
+    lines = [f"{entry.name} ({entry.stack}) listening on {base}"]
+    for endpoint in entry.endpoints:
+        if endpoint.startswith("GET "):
+            lines.append(f"  http://{base}{endpoint.removeprefix('GET ')}")
+        else:
+            lines.append(f"  ws://{base}{endpoint}")
+    lines.append("Press Ctrl+C to stop.")
+    return "\n".join(lines)
+
+
+async def serve_until_signalled(entry: CatalogueEntry, options: ServeOptions) -> None:
+    """Run a server until SIGINT or SIGTERM, then close every client with 1001."""
+    sock = bind_listener(options.host, options.port)
+    running = await entry.load()(options, sock)
+    print(describe(entry, *socket_address(sock)), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logging.getLogger("course_ws").info("shutting down: closing every client with 1001")
+    await running.aclose()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    options = ServeOptions(
+        host=args.host, port=args.port, max_size=args.max_size, log_level=args.log_level
+    )
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        asyncio.run(serve_until_signalled(lookup(args.name), options))
+    except BindError as exc:
+        print(f"course-ws serve: error: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_list() -> int:
+    width = max(len(name) for name in CATALOGUE)
+    stack = max(len(entry.stack) for entry in CATALOGUE.values())
+    for entry in CATALOGUE.values():
+        print(f"{entry.name:<{width}}  {entry.stack:<{stack}}  {entry.summary}")
+        print(f"{'':<{width}}  {'':<{stack}}  endpoints: {', '.join(entry.endpoints)}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from course_ws.check import check
+    from course_ws.exercises import UnknownExerciseError
+
+    try:
+        report = check(args.exercise, solutions=args.solutions)
+    except UnknownExerciseError as exc:
+        print(f"course-ws check: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    print(report)
+    return 0 if report.passed else 1
+
+
+def run_doctor() -> int:
+    from course_ws.doctor import diagnose
+
+    report = diagnose()
+    print(report)
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``course-ws`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return run_serve(args)
+    if args.command == "list":
+        return run_list()
+    if args.command == "check":
+        return run_check(args)
+    return run_doctor()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

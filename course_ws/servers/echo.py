@@ -1,0 +1,45 @@
+"""``echo``: the smallest useful WebSocket server, on the ``websockets`` library.
+
+``/echo`` sends every message back unchanged: text as text, binary as binary.
+``GET /healthz`` answers ``200 ok``; any other path is a 404 before the handshake.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosedError
+
+from course_ws.options import ServeOptions
+from course_ws.servers.websockets_app import (
+    Route,
+    RunningWebsockets,
+    WebsocketsApp,
+    start_websockets_app,
+)
+
+logger = logging.getLogger("course_ws.servers.echo")
+
+
+async def echo(websocket: ServerConnection) -> None:
+    """Send every message back as it came, until the client closes.
+
+    ``async for`` ends quietly on a clean close (1000/1001). A client that vanishes
+    without a close frame raises ``ConnectionClosedError``: on the internet that is
+    routine, not a server error, so it is logged in one line instead of a traceback.
+    """
+    try:
+        async for message in websocket:
+            await websocket.send(message)
+    except ConnectionClosedError as exc:
+        logger.info("echo client %s left abruptly: %s", websocket.remote_address, exc)
+
+
+APP = WebsocketsApp(routes=(Route.at("/echo", echo),), pages={}, logger=logger)
+
+
+async def start(options: ServeOptions, sock: socket.socket) -> RunningWebsockets:
+    """Serve ``/echo`` on ``sock``."""
+    return await start_websockets_app(APP, options, sock)

@@ -1,0 +1,150 @@
+"""Serving ``websockets`` handlers behind a small router, with production settings.
+
+The ``websockets`` library is a WebSocket server, not a web framework: it
+routes nothing and serves no pages. The catalogue servers built on it still
+answer like the others, so this module adds the little HTTP they need during
+the opening handshake (``process_request``): ``GET /healthz`` for load
+balancers, plain pages such as the chat client, and 404 for unknown paths, before
+any WebSocket is accepted.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+import re
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from course_ws.options import ServeOptions
+from course_ws.servers.running import StartServer
+
+RouteHandler = Callable[..., Awaitable[None]]
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds to wait for a peer's close frame before dropping the TCP connection."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """A WebSocket path: a regular expression whose named groups become handler arguments."""
+
+    pattern: re.Pattern[str]
+    handler: RouteHandler
+
+    @classmethod
+    def at(cls, path: str, handler: RouteHandler) -> Route:
+        """A route for ``path``, where ``{name}`` matches one segment of ``[A-Za-z0-9_-]{1,64}``."""
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_-]{1,64})", path)
+        return cls(re.compile(f"{regex}\\Z"), handler)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters if ``path`` (without query string) is this route's."""
+        found = self.pattern.match(path)
+        return found.groupdict() if found else None
+
+
+def text_response(
+    status: int, body: str, content_type: str = "text/plain; charset=utf-8"
+) -> Response:
+    """A complete HTTP response for ``process_request`` to return instead of a handshake."""
+    data = body.encode()
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return Response(status, http.HTTPStatus(status).phrase, headers, data)
+
+
+@dataclass(frozen=True)
+class WebsocketsApp:
+    """Routes and pages of one server; ``handler`` and ``process_request`` plug into ``serve``."""
+
+    routes: tuple[Route, ...]
+    pages: Mapping[str, Callable[[], Response]]
+    logger: logging.Logger
+
+    def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route for ``path`` and its parameters, or ``None``."""
+        for route in self.routes:
+            params = route.match(path)
+            if params is not None:
+                return route, params
+        return None
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer plain HTTP requests; let WebSocket upgrades on known routes through."""
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return text_response(200, "ok\n")
+        if path in self.pages and "upgrade" not in request.headers.get("Connection", "").lower():
+            return self.pages[path]()
+        if self.find(path) is None:
+            return text_response(404, f"no WebSocket endpoint at {path}\n")
+        return None
+
+    async def handler(self, websocket: ServerConnection) -> None:
+        """Dispatch an accepted connection to its route's handler."""
+        found = self.find(urlsplit(websocket.request.path).path)
+        if found is None:  # process_request has already refused such paths
+            raise RuntimeError(f"no route for {websocket.request.path}")
+        route, params = found
+        await route.handler(websocket, **params)
+
+
+class RunningWebsockets:
+    """A started ``websockets`` server; :meth:`aclose` closes every client with 1001."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    async def aclose(self) -> None:
+        """Stop listening, send 1001 (going away) to every client and wait for them to go."""
+        self.server.close(close_connections=True)
+        await self.server.wait_closed()
+
+
+async def start_websockets_app(
+    app: WebsocketsApp, options: ServeOptions, sock: socket.socket, **settings: Any
+) -> RunningWebsockets:
+    """Serve ``app`` on ``sock`` with every limit set explicitly from ``options``.
+
+    ``settings`` override the defaults below (for example ``compression=None``).
+    """
+    limits: dict[str, Any] = {
+        "max_size": options.max_size,
+        "ping_interval": options.ping_interval,
+        "ping_timeout": options.ping_timeout,
+        "close_timeout": CLOSE_TIMEOUT,
+        "open_timeout": 10,
+        "max_queue": 16,
+        "write_limit": 2**15,
+        "compression": "deflate",
+    }
+    limits.update(settings)
+    server = await serve(
+        app.handler,
+        sock=sock,
+        process_request=app.process_request,
+        logger=app.logger,
+        **limits,
+    )
+    return RunningWebsockets(server)
+
+
+def handler_start(handler: RouteHandler) -> StartServer:
+    """A start function serving one ``async def handler(websocket)`` on every path."""
+    app = WebsocketsApp(
+        routes=(Route(re.compile(".*"), handler),),
+        pages={},
+        logger=logging.getLogger(f"course_ws.servers.{getattr(handler, '__name__', 'handler')}"),
+    )
+
+    async def start(options: ServeOptions, sock: socket.socket) -> RunningWebsockets:
+        return await start_websockets_app(app, options, sock)
+
+    return start
