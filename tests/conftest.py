@@ -44,3 +44,30 @@ def require_program(name: str) -> Path:
             pytest.fail(f"CI=true: {message}")
         pytest.skip(message)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Count what the run proved, by kind: package tests, exercises both ways, notebook cells."""
+    kinds = {
+        "package tests": lambda nodeid: (
+            nodeid.startswith("tests/")
+            and "test_exercises_proven.py::test_solution_passes" not in nodeid
+            and "test_exercises_proven.py::test_untouched_starter_fails" not in nodeid
+        ),
+        "exercise solutions passing their checks": lambda nodeid: (
+            "::test_solution_passes[" in nodeid
+        ),
+        "untouched starters failing their checks": lambda nodeid: (
+            "::test_untouched_starter_fails[" in nodeid
+        ),
+        "notebook cells matching their outputs (nbval)": lambda nodeid: ".ipynb::" in nodeid,
+    }
+    stats = terminalreporter.stats
+    reports = [r for key in ("passed", "failed", "error") for r in stats.get(key, [])]
+    reports = [r for r in reports if getattr(r, "when", "call") == "call" or r.outcome != "passed"]
+    terminalreporter.section("course-ws summary")
+    for kind, belongs in kinds.items():
+        mine = [r for r in reports if belongs(r.nodeid)]
+        if mine:
+            passed = sum(r.outcome == "passed" for r in mine)
+            terminalreporter.write_line(f"{kind}: {passed} of {len(mine)}")

@@ -1,0 +1,116 @@
+"""The ``course-ws`` command as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosedOK
+from websockets.sync.client import connect
+
+from course_ws import serve_in_background
+
+COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COURSE_WS, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture
+def serving() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``course-ws serve echo --port 0`` running, and its /echo URL read from what it prints."""
+    process = subprocess.Popen(
+        [COURSE_WS, "serve", "echo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert re.match(r"echo \(websockets\) listening on 127\.0\.0\.1:\d+$", first), first
+        url = process.stdout.readline().strip()
+        assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/echo", url)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def test_list_shows_every_server_with_its_endpoints():
+    done = run("list")
+    assert done.returncode == 0
+    assert re.search(r"^echo\s+websockets\s+sends every", done.stdout, re.M)
+    assert "endpoints: /echo, GET /healthz" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "nope"], "unknown server 'nope'; choose from echo"),
+        (["serve", "echo", "--port", "x"], "'x' is not a port number"),
+        (["serve", "echo", "--port", "70000"], "'70000' is not a port number"),
+        (["serve", "echo", "--max-size", "lots"], "'lots' is not a size"),
+        (["serve", "echo", "--log-level", "loud"], "invalid choice: 'loud'"),
+        (["check", "nope"], "no exercise called 'nope'; the exercises are: shout"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_status_2(args, message):
+    done = run(*args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert message in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_closes_clients_with_1001_on_signal_and_exits_0(serving, signum):
+    process, url = serving
+    with connect(url) as websocket:
+        websocket.send(b"\x00\x01")
+        assert websocket.recv(timeout=2) == b"\x00\x01"
+        process.send_signal(signum)
+        with pytest.raises(ConnectionClosedOK) as closed:
+            websocket.recv(timeout=10)
+    assert closed.value.rcvd.code == 1001
+    assert process.wait(10) == 0
+    assert process.stderr is not None
+    assert "Traceback" not in process.stderr.read()
+
+
+def test_serve_on_a_busy_port_says_so():
+    with serve_in_background("echo") as busy:
+        done = run("serve", "echo", "--port", str(busy.port))
+    assert done.returncode == 1
+    assert f"port {busy.port} is in use on 127.0.0.1: pass --port 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_reports_pass_and_fail():
+    starter = run("check", "shout")
+    assert starter.returncode == 1
+    assert "✘ Text comes back in upper case" in starter.stdout
+    assert "expected 'HELLO', got 'hello'" in starter.stdout
+    solved = run("check", "shout", "--solutions")
+    assert solved.returncode == 0
+    assert "4 of 4 checks pass — PASSED" in solved.stdout
+
+
+def test_doctor_reports_and_passes_here():
+    done = run("doctor")
+    assert done.returncode == 0, done.stdout
+    assert re.search(r"ok\s+websockets\s+\d+\.\d+", done.stdout)
+    for program in ("redis-server", "nginx", "chromium"):
+        assert program in done.stdout
