@@ -71,3 +71,29 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         if mine:
             passed = sum(r.outcome == "passed" for r in mine)
             terminalreporter.write_line(f"{kind}: {passed} of {len(mine)}")
+
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    executable = require_program("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
