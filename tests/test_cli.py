@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
 from course_ws import serve_in_background
+from course_ws.catalogue import CATALOGUE
 
 COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 
@@ -56,12 +57,12 @@ def test_list_shows_every_server_with_its_endpoints():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["serve", "nope"], "unknown server 'nope'; choose from echo"),
+        (["serve", "nope"], f"unknown server 'nope'; choose from {', '.join(CATALOGUE)}"),
         (["serve", "echo", "--port", "x"], "'x' is not a port number"),
         (["serve", "echo", "--port", "70000"], "'70000' is not a port number"),
         (["serve", "echo", "--max-size", "lots"], "'lots' is not a size"),
         (["serve", "echo", "--log-level", "loud"], "invalid choice: 'loud'"),
-        (["check", "nope"], "no exercise called 'nope'; the exercises are: shout"),
+        (["check", "nope"], "no exercise called 'nope'; the exercises are: "),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "the following arguments are required: command"),
     ],
