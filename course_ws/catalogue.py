@@ -42,12 +42,28 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     entry.name: entry
     for entry in (
         CatalogueEntry(
+            name="raw",
+            stack="asyncio streams + course_ws.rfc6455",
+            summary="echo without a WebSocket library: the protocol by hand (chapter 01)",
+            chapter="01",
+            endpoints=("/echo", "GET /healthz"),
+            module="course_ws.servers.raw",
+        ),
+        CatalogueEntry(
             name="echo",
             stack="websockets",
             summary="sends every text or binary message back unchanged",
             chapter="00, 02",
             endpoints=("/echo", "GET /healthz"),
             module="course_ws.servers.echo",
+        ),
+        CatalogueEntry(
+            name="chat",
+            stack="websockets",
+            summary="the chat protocol in rooms, with history, resume, and a browser page",
+            chapter="03",
+            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz"),
+            module="course_ws.servers.chat",
         ),
     )
 }

@@ -26,6 +26,12 @@ class ServeOptions:
     ping_timeout: float | None = 20.0
     """Seconds to wait for the pong before the peer counts as dead (close 1011)."""
     log_level: str = "warning"
+    message_rate: float = 10.0
+    """Chat messages a connection may send per second, on average."""
+    message_burst: int = 20
+    """Chat messages a connection may send at once before the rate applies."""
+    history_size: int = 1000
+    """Messages each chat room remembers for clients that resume with ``?since=``."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -34,6 +40,10 @@ class ServeOptions:
             raise ValueError(f"max_size must be at least 1 byte, got {self.max_size}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.message_rate <= 0 or self.message_burst < 1:
+            raise ValueError("message_rate must be positive and message_burst at least 1")
+        if self.history_size < 1:
+            raise ValueError(f"history_size must be at least 1, got {self.history_size}")
         for name in ("ping_interval", "ping_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -90,6 +90,7 @@ class RawClient:
         self._frames: deque[Frame] = deque()
         self._close_sent = False
         self._closed: Close | None = None  # set once the socket is closed
+        self._server_close: Frame | None = None  # the server's CLOSE, once recv_frame saw it
         self._receive(received)
 
     @classmethod
@@ -207,7 +208,10 @@ class RawClient:
                 self._finish(Close(CloseCode.ABNORMAL_CLOSURE, ""))
                 raise ConnectionClosed(CloseCode.ABNORMAL_CLOSURE)
             self._receive(data)
-        return self._frames.popleft()
+        frame = self._frames.popleft()
+        if frame.opcode is Opcode.CLOSE:
+            self._server_close = frame  # close() must answer it, not wait for another
+        return frame
 
     def recv(self) -> str | bytes:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
@@ -222,12 +226,7 @@ class RawClient:
             if frame.opcode is Opcode.PING:
                 self.send_frame(Opcode.PONG, frame.payload)
             elif frame.opcode is Opcode.CLOSE:
-                close = self._parse_close(frame)
-                # Echo the code, as §5.5.1 suggests; parse_close validated it.
-                # An impolite server may have hung up already: nothing to answer then.
-                with contextlib.suppress(OSError):
-                    self._send_close(build_close(close.code))
-                self._finish(close)
+                close = self._answer_close(frame)
                 raise ConnectionClosed(close.code, close.reason)
             elif frame.opcode is not Opcode.PONG:
                 try:
@@ -248,6 +247,8 @@ class RawClient:
         """
         if self._closed is not None:
             return self._closed
+        if self._server_close is not None:  # the server closed first: just answer
+            return self._answer_close(self._server_close)
         payload = build_close(code, reason)  # validate before sending anything
         try:
             self._send_close(payload)
@@ -291,6 +292,15 @@ class RawClient:
             return parse_close(frame.payload)
         except ProtocolError as exc:
             self._fail(exc)
+
+    def _answer_close(self, frame: Frame) -> Close:
+        """Reply to the server's close frame, echoing its code (§5.5.1), and finish."""
+        close = self._parse_close(frame)
+        # An impolite server may have hung up already: nothing to answer then.
+        with contextlib.suppress(OSError):
+            self._send_close(build_close(close.code))
+        self._finish(close)
+        return close
 
     def _send_close(self, payload: bytes) -> None:
         self._sock.sendall(encode_frame(Opcode.CLOSE, payload, mask=generate_mask()))

@@ -25,6 +25,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="check the model solutions instead of the exercise starters",
     )
+    parser.addoption(
+        "--conformance-server",
+        action="append",
+        metavar="NAME",
+        help="run the chat conformance suite against this catalogue server "
+        "(repeatable; default: every server with a /chat/{room} endpoint)",
+    )
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

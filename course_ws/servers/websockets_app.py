@@ -27,6 +27,8 @@ from course_ws.options import ServeOptions
 from course_ws.servers.running import StartServer
 
 RouteHandler = Callable[..., Awaitable[None]]
+RequestCheck = Callable[[Request, dict[str, str]], "Response | None"]
+"""Refuse a handshake with an HTTP response (say, 400 for a bad query) or return ``None``."""
 
 CLOSE_TIMEOUT = 5.0
 """Seconds to wait for a peer's close frame before dropping the TCP connection."""
@@ -38,12 +40,13 @@ class Route:
 
     pattern: re.Pattern[str]
     handler: RouteHandler
+    check: RequestCheck | None = None
 
     @classmethod
-    def at(cls, path: str, handler: RouteHandler) -> Route:
+    def at(cls, path: str, handler: RouteHandler, check: RequestCheck | None = None) -> Route:
         """A route for ``path``, where ``{name}`` matches one segment of ``[A-Za-z0-9_-]{1,64}``."""
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_-]{1,64})", path)
-        return cls(re.compile(f"{regex}\\Z"), handler)
+        return cls(re.compile(f"{regex}\\Z"), handler, check)
 
     def match(self, path: str) -> dict[str, str] | None:
         """The path parameters if ``path`` (without query string) is this route's."""
@@ -83,9 +86,11 @@ class WebsocketsApp:
             return text_response(200, "ok\n")
         if path in self.pages and "upgrade" not in request.headers.get("Connection", "").lower():
             return self.pages[path]()
-        if self.find(path) is None:
+        found = self.find(path)
+        if found is None:
             return text_response(404, f"no WebSocket endpoint at {path}\n")
-        return None
+        route, params = found
+        return route.check(request, params) if route.check else None
 
     async def handler(self, websocket: ServerConnection) -> None:
         """Dispatch an accepted connection to its route's handler."""
@@ -99,21 +104,32 @@ class WebsocketsApp:
 class RunningWebsockets:
     """A started ``websockets`` server; :meth:`aclose` closes every client with 1001."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(
+        self, server: Server, cleanup: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.server = server
+        self.cleanup = cleanup
 
     async def aclose(self) -> None:
         """Stop listening, send 1001 (going away) to every client and wait for them to go."""
         self.server.close(close_connections=True)
         await self.server.wait_closed()
+        if self.cleanup is not None:
+            await self.cleanup()
 
 
 async def start_websockets_app(
-    app: WebsocketsApp, options: ServeOptions, sock: socket.socket, **settings: Any
+    app: WebsocketsApp,
+    options: ServeOptions,
+    sock: socket.socket,
+    *,
+    cleanup: Callable[[], Awaitable[None]] | None = None,
+    **settings: Any,
 ) -> RunningWebsockets:
     """Serve ``app`` on ``sock`` with every limit set explicitly from ``options``.
 
-    ``settings`` override the defaults below (for example ``compression=None``).
+    ``settings`` override the defaults below (for example ``compression=None``);
+    ``cleanup`` runs after the last connection has closed.
     """
     limits: dict[str, Any] = {
         "max_size": options.max_size,
@@ -133,7 +149,7 @@ async def start_websockets_app(
         logger=app.logger,
         **limits,
     )
-    return RunningWebsockets(server)
+    return RunningWebsockets(server, cleanup)
 
 
 def handler_start(handler: RouteHandler) -> StartServer:

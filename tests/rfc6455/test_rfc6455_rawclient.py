@@ -250,3 +250,14 @@ def test_exit_does_not_hide_the_error_of_the_block(client_and_peer: ClientAndPee
     peer.close()  # the polite close in __exit__ is bound to fail
     with pytest.raises(RuntimeError, match="the real problem"), client:
         raise RuntimeError("the real problem")
+
+
+def test_close_after_recv_frame_saw_the_servers_close_answers_it(
+    client_and_peer: ClientAndPeer,
+) -> None:
+    """Once recv_frame has handed out the server's CLOSE, close() replies instead of waiting."""
+    client, peer = client_and_peer
+    peer.sendall(close_frame(4001, "bye"))
+    assert client.recv_frame().opcode is Opcode.CLOSE
+    assert client.close() == (4001, "bye")
+    assert frames_sent_until_close(peer)[-1].payload == close_frame(4001)[2:]

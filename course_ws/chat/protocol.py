@@ -1,0 +1,142 @@
+"""The chat protocol: JSON text frames, validated on the way in, built once on the way out.
+
+Client → server::
+
+    {"type": "say", "text": "…"}            1–4096 characters after stripping
+
+Server → client::
+
+    {"type": "welcome", "room": r, "user": u, "last_id": N, "members": [...]}
+    {"type": "message", "id": N, "room": r, "user": u, "text": t, "ts": seconds}
+    {"type": "join" | "leave", "room": r, "user": u}
+    {"type": "error", "code": "bad_json" | "bad_message" | "too_long"
+                            | "rate_limited" | "unauthorized", "detail": "…"}
+
+``members`` in the welcome lists the users of the connections already in the
+room (a user with two tabs appears twice); ``join``/``leave`` then keep that
+list current — the newcomer receives its own ``join`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+MAX_TEXT = 4096
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+USER_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+class ErrorCode(StrEnum):
+    """Why a client's message was refused; the connection stays open."""
+
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    TOO_LONG = "too_long"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHORIZED = "unauthorized"
+
+
+class ChatError(Exception):
+    """A refused message: becomes an ``error`` event for the client that sent it."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+    def event(self) -> str:
+        """The ``error`` event to send back."""
+        return dumps({"type": "error", "code": self.code.value, "detail": self.detail})
+
+
+class Say(BaseModel):
+    """``{"type": "say", "text": "…"}``: the only thing a client sends."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    type: Literal["say"]
+    text: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)
+    ]
+
+
+def dumps(event: dict[str, object]) -> str:
+    """Compact JSON, UTF-8 kept as is: what goes on the wire."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_say(raw: str) -> Say:
+    """Validate one text frame from a client, or raise :class:`ChatError` saying what is wrong."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ChatError(ErrorCode.BAD_JSON, f"not JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise ChatError(ErrorCode.BAD_MESSAGE, f"expected a JSON object, got {type(data).__name__}")
+    if data.get("type") != "say":
+        raise ChatError(ErrorCode.BAD_MESSAGE, f"unknown type {data.get('type')!r}; send 'say'")
+    try:
+        return Say.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "string_too_long":
+            raise ChatError(
+                ErrorCode.TOO_LONG, f"text is over {MAX_TEXT} characters after stripping"
+            ) from None
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        raise ChatError(ErrorCode.BAD_MESSAGE, f"{where}: {first['msg']}") from None
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message said in a room, as stored in its history and sent to every member."""
+
+    id: int
+    room: str
+    user: str
+    text: str
+    ts: float
+
+    @cached_property
+    def event(self) -> str:
+        """The ``message`` event, serialised once however many members receive it."""
+        return dumps(
+            {
+                "type": "message",
+                "id": self.id,
+                "room": self.room,
+                "user": self.user,
+                "text": self.text,
+                "ts": self.ts,
+            }
+        )
+
+
+def welcome(room: str, user: str, last_id: int, members: list[str]) -> str:
+    """The first event of every connection."""
+    return dumps(
+        {"type": "welcome", "room": room, "user": user, "last_id": last_id, "members": members}
+    )
+
+
+def presence(kind: Literal["join", "leave"], room: str, user: str) -> str:
+    """A ``join`` or ``leave`` event."""
+    return dumps({"type": kind, "room": room, "user": user})
+
+
+def guest_name() -> str:
+    """A display name for a client that did not pick one: ``guest-1a2b3c``."""
+    return f"guest-{secrets.token_hex(3)}"
+
+
+def valid_user(name: str) -> bool:
+    """Whether ``name`` may be a display name: 1–32 of ``[A-Za-z0-9_.-]``."""
+    return USER_PATTERN.fullmatch(name) is not None
