@@ -372,24 +372,30 @@ async def test_shutdown_closes_clients_with_1001(server_name, fast):
 # -- the other endpoints -----------------------------------------------------------------
 
 
+def fetch(url: str) -> tuple[int, str, bytes]:
+    """GET ``url``: status, content type and body; the connection is closed either way."""
+    try:
+        response = urllib.request.urlopen(url, timeout=2)
+    except urllib.error.HTTPError as error:
+        response = error  # an HTTPError is the response, and holds its socket until closed
+    with response:
+        return response.status, response.headers.get("Content-Type", ""), response.read()
+
+
 def test_healthz_is_200_ok(server):
-    with urllib.request.urlopen(server.http_url + "/healthz", timeout=2) as response:
-        assert response.status == 200
-        assert response.read().strip() == b"ok"
+    status, _, body = fetch(server.http_url + "/healthz")
+    assert (status, body.strip()) == (200, b"ok")
 
 
 def test_the_page_is_served_at_root(server):
-    with urllib.request.urlopen(server.http_url + "/", timeout=2) as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/html")
-        assert b"new WebSocket(" in response.read()
+    status, content_type, body = fetch(server.http_url + "/")
+    assert status == 200
+    assert content_type.startswith("text/html")
+    assert b"new WebSocket(" in body
 
 
 def test_unknown_http_path_is_404(server):
-    with pytest.raises(urllib.error.HTTPError) as missing:
-        urllib.request.urlopen(server.http_url + "/nope", timeout=2)
-    with missing.value as response:
-        assert response.code == 404
+    assert fetch(server.http_url + "/nope")[0] == 404
 
 
 async def test_echo_endpoint_echoes_text_and_binary(server):
