@@ -9,8 +9,9 @@ Production choices, each for a reason:
   non-blocking writes (``websockets.broadcast``), not 10,000 awaits: a slow
   client cannot stall the room.
 - **A slow client is dropped, not buffered forever.** ``broadcast`` has no
-  backpressure; a member whose unsent data passes :data:`SLOW_CLIENT_BUFFER`
-  is closed with 1013 and may resume with ``?since=`` — memory stays bounded.
+  backpressure; a member with more than 256 KiB unsent is closed with 1013
+  (:class:`course_ws.fanout.BoundedBroadcast`) and may resume with
+  ``?since=`` — memory stays bounded.
 - **Compression is off.** Chat messages are small; per-message deflate would
   cost CPU for every member on every message and ~50 KiB of memory per
   connection.
@@ -20,24 +21,22 @@ Production choices, each for a reason:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
-from collections.abc import Collection
 from dataclasses import dataclass
 from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from course_ws.chat.broker import Broker, MemoryBroker
 from course_ws.chat.protocol import ChatError, ErrorCode, guest_name, parse_say, valid_user
 from course_ws.chat.ratelimit import TokenBucket
 from course_ws.chat.rooms import LocalRooms
+from course_ws.fanout import BoundedBroadcast
 from course_ws.options import ServeOptions
 from course_ws.servers.echo import echo
 from course_ws.servers.websockets_app import (
@@ -50,8 +49,6 @@ from course_ws.servers.websockets_app import (
 
 logger = logging.getLogger("course_ws.servers.chat")
 
-SLOW_CLIENT_BUFFER = 256 * 1024
-"""Bytes waiting in a member's send buffer before it counts as too slow and is closed (1013)."""
 PAGE = files("course_ws") / "static" / "chat.html"
 
 
@@ -90,34 +87,12 @@ def page() -> Response:
 
 
 class ChatServer:
-    """The chat of one process: its rooms, its broker, its slow-client policy."""
+    """The chat of one process: its rooms and its broker."""
 
     def __init__(self, broker: Broker, options: ServeOptions) -> None:
         self.broker = broker
         self.options = options
-        self.rooms: LocalRooms[ServerConnection] = LocalRooms(broker, self.fanout)
-        self._dropping: set[asyncio.Task[None]] = set()
-
-    def fanout(self, connections: Collection[ServerConnection], event: str) -> None:
-        """Write ``event`` to every member now; close members that stopped reading."""
-        ready = []
-        for connection in connections:
-            if connection.transport.get_write_buffer_size() > SLOW_CLIENT_BUFFER:
-                self._drop(connection)
-            else:
-                ready.append(connection)
-        broadcast(ready, event)
-
-    def _drop(self, connection: ServerConnection) -> None:
-        if connection.protocol.state is not State.OPEN:
-            return  # already closing: broadcast skips it
-        waiting = connection.transport.get_write_buffer_size()
-        logger.warning("closing %s: %d bytes unsent", connection.remote_address, waiting)
-        task = asyncio.create_task(
-            connection.close(CloseCode.TRY_AGAIN_LATER, "too slow: reconnect with ?since=")
-        )
-        self._dropping.add(task)
-        task.add_done_callback(self._dropping.discard)
+        self.rooms: LocalRooms[ServerConnection] = LocalRooms(broker, BoundedBroadcast())
 
     async def chat(self, websocket: ServerConnection, room: str) -> None:
         """One member of ``room``, from welcome to leave."""

@@ -1,0 +1,239 @@
+"""Sending one message to many WebSockets: four ways, and the one the chat server uses.
+
+Most tutorials fan out with a loop of ``await websocket.send(...)``. It works
+until one client stops reading: its buffers fill, ``send`` waits for it, and
+everyone after it in the loop waits too. The strategies here differ in what a
+slow client costs the others (latency) and the server (memory):
+
+==================  ============================  ==================================
+strategy            a stalled client...            memory for the stalled client
+==================  ============================  ==================================
+``sequential``      stalls everyone after it      bounded (the loop is stuck)
+``task-per-client`` costs nobody else             unbounded: a pending task per message
+``broadcast``       costs nobody else             unbounded: bytes pile up in its buffer
+``queues``          costs nobody else             bounded: a full queue drops the client
+``bounded``         costs nobody else             bounded: over the limit, it is dropped
+==================  ============================  ==================================
+
+``bounded`` (``broadcast`` plus a cap on what may wait for one client) is what
+:mod:`course_ws.servers.chat` uses: one non-blocking pass, no task per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from typing import ClassVar
+
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.protocol import State
+
+SLOW_CLIENT_BUFFER = 256 * 1024
+"""Bytes waiting for one client before :class:`BoundedBroadcast` closes it (1013)."""
+QUEUE_SIZE = 64
+"""Messages waiting for one client before :class:`QueueFanout` closes it (1013)."""
+TOO_SLOW = "too slow: reconnect and resume"
+
+logger = logging.getLogger("course_ws.fanout")
+
+
+class SlowClients:
+    """Closes clients that fell too far behind with 1013, once each, in the background."""
+
+    def __init__(self) -> None:
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def close(self, connection: ServerConnection, waiting: int) -> None:
+        """Start closing ``connection``, which has ``waiting`` bytes (or messages) unsent."""
+        if connection.protocol.state is not State.OPEN:
+            return  # already closing
+        logger.warning("closing %s: %d waiting", connection.remote_address, waiting)
+        task = asyncio.create_task(connection.close(CloseCode.TRY_AGAIN_LATER, TOO_SLOW))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+class BoundedBroadcast:
+    """``broadcast()`` that closes clients with more than ``limit`` bytes unsent (1013).
+
+    ``broadcast`` writes to every transport without waiting, which is what makes
+    it fast, and has no backpressure, which is what makes it dangerous: a client
+    that stops reading accumulates every message in server memory until
+    keepalive notices (tens of seconds). Checking each transport's buffer first
+    costs one method call per client and bounds that memory.
+    """
+
+    def __init__(self, limit: int = SLOW_CLIENT_BUFFER) -> None:
+        self.limit = limit
+        self.slow = SlowClients()
+
+    def __call__(self, connections: Collection[ServerConnection], message: str) -> None:
+        """Write ``message`` to every connection now; close those that fell too far behind."""
+        ready = []
+        limit = self.limit
+        for connection in connections:
+            waiting = connection.transport.get_write_buffer_size()
+            if waiting > limit:
+                self.slow.close(connection, waiting)
+            else:
+                ready.append(connection)
+        broadcast(ready, message)
+
+
+class Fanout(ABC):
+    """Keeps the connected clients, and sends every published message to all of them.
+
+    :meth:`handler` is a ``websockets`` handler for clients that only listen.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.clients: set[ServerConnection] = set()
+
+    async def handler(self, websocket: ServerConnection) -> None:
+        """Register a listener until it goes away."""
+        self.join(websocket)
+        try:
+            await websocket.wait_closed()
+        finally:
+            self.leave(websocket)
+
+    def join(self, websocket: ServerConnection) -> None:
+        self.clients.add(websocket)
+
+    def leave(self, websocket: ServerConnection) -> None:
+        self.clients.discard(websocket)
+
+    @abstractmethod
+    async def publish(self, message: str) -> None:
+        """Send ``message`` to every client (returns when this strategy is done with it)."""
+
+    def backlog(self) -> int:
+        """Bytes waiting in the server for clients that have not read them yet."""
+        return sum(client.transport.get_write_buffer_size() for client in self.clients)
+
+
+class SequentialFanout(Fanout):
+    """``for client in clients: await client.send(message)`` — what most tutorials show."""
+
+    name = "sequential"
+
+    async def publish(self, message: str) -> None:
+        for client in list(self.clients):
+            with contextlib.suppress(ConnectionClosed):  # it left; its handler unregisters it
+                await client.send(message)
+
+
+class TaskPerClientFanout(Fanout):
+    """One task per client per message: nobody waits, but tasks pile up for a stalled client."""
+
+    name = "task-per-client"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: set[asyncio.Task[None]] = set()
+        self.waiting = 0  # bytes of messages whose task has not sent them yet
+
+    async def publish(self, message: str) -> None:
+        for client in self.clients:
+            self.waiting += len(message)
+            task = asyncio.create_task(self._send(client, message))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+
+    async def _send(self, client: ServerConnection, message: str) -> None:
+        try:
+            await client.send(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.waiting -= len(message)
+
+    def backlog(self) -> int:
+        return super().backlog() + self.waiting
+
+
+class BroadcastFanout(Fanout):
+    """``websockets.broadcast``: one pass of non-blocking writes, no backpressure at all."""
+
+    name = "broadcast"
+
+    async def publish(self, message: str) -> None:
+        broadcast(self.clients, message)
+
+
+class QueueFanout(Fanout):
+    """A bounded queue and a writer task per client; a full queue closes that client (1013)."""
+
+    name = "queues"
+
+    def __init__(self, size: int = QUEUE_SIZE) -> None:
+        super().__init__()
+        self.size = size
+        self.queues: dict[ServerConnection, asyncio.Queue[str]] = {}
+        self.slow = SlowClients()
+        self.waiting = 0  # bytes of queued messages
+
+    async def handler(self, websocket: ServerConnection) -> None:
+        queue: asyncio.Queue[str] = asyncio.Queue(self.size)
+        self.queues[websocket] = queue
+        writer = asyncio.create_task(self._write(websocket, queue))
+        try:
+            await super().handler(websocket)
+        finally:
+            del self.queues[websocket]
+            writer.cancel()
+            while not queue.empty():
+                self.waiting -= len(queue.get_nowait())
+
+    async def _write(self, websocket: ServerConnection, queue: asyncio.Queue[str]) -> None:
+        try:
+            while True:
+                message = await queue.get()
+                self.waiting -= len(message)
+                await websocket.send(message)
+        except ConnectionClosed:
+            pass
+
+    async def publish(self, message: str) -> None:
+        for websocket, queue in self.queues.items():
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                self.slow.close(websocket, queue.qsize())
+            else:
+                self.waiting += len(message)
+
+    def backlog(self) -> int:
+        return super().backlog() + self.waiting
+
+
+class BoundedBroadcastFanout(Fanout):
+    """:class:`BoundedBroadcast`: the chat server's strategy."""
+
+    name = "bounded"
+
+    def __init__(self, limit: int = SLOW_CLIENT_BUFFER) -> None:
+        super().__init__()
+        self.send = BoundedBroadcast(limit)
+
+    async def publish(self, message: str) -> None:
+        self.send(self.clients, message)
+
+
+STRATEGIES: dict[str, type[Fanout]] = {
+    strategy.name: strategy
+    for strategy in (
+        SequentialFanout,
+        TaskPerClientFanout,
+        BroadcastFanout,
+        QueueFanout,
+        BoundedBroadcastFanout,
+    )
+}
