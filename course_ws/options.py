@@ -32,6 +32,8 @@ class ServeOptions:
     """Chat messages a connection may send at once before the rate applies."""
     history_size: int = 1000
     """Messages each chat room remembers for clients that resume with ``?since=``."""
+    presence_limit: int = 100
+    """Rooms with more members than this announce no joins and leaves (see the chat protocol)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -42,6 +44,8 @@ class ServeOptions:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.message_rate <= 0 or self.message_burst < 1:
             raise ValueError("message_rate must be positive and message_burst at least 1")
+        if self.presence_limit < 0:
+            raise ValueError(f"presence_limit must be 0 or more, got {self.presence_limit}")
         if self.history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {self.history_size}")
         for name in ("ping_interval", "ping_timeout"):

@@ -15,6 +15,12 @@ Server → client::
 ``members`` in the welcome lists the users of the connections already in the
 room (a user with two tabs appears twice); ``join``/``leave`` then keep that
 list current — the newcomer receives its own ``join`` too.
+
+Large rooms track no presence: announcing each join to 10,000 members is
+10,000 writes, and filling such a room would cost 50 million. A room with more
+than the server's presence limit (default 100) sends ``"members": null`` in the
+welcome and announces no joins or leaves while it is over the limit, so a
+member list kept by a client is exact as long as the room stays under it.
 """
 
 from __future__ import annotations
@@ -120,7 +126,7 @@ class Message:
         )
 
 
-def welcome(room: str, user: str, last_id: int, members: list[str]) -> str:
+def welcome(room: str, user: str, last_id: int, members: list[str] | None) -> str:
     """The first event of every connection."""
     return dumps(
         {"type": "welcome", "room": room, "user": user, "last_id": last_id, "members": members}

@@ -41,9 +41,12 @@ class LocalRoom(Generic[Connection]):
 class LocalRooms(Generic[Connection]):
     """Every room that has members in this process."""
 
-    def __init__(self, broker: Broker, fanout: Fanout[Connection]) -> None:
+    def __init__(
+        self, broker: Broker, fanout: Fanout[Connection], presence_limit: int = 100
+    ) -> None:
         self.broker = broker
         self.fanout = fanout
+        self.presence_limit = presence_limit
         self.rooms: dict[str, LocalRoom[Connection]] = {}
 
     async def join(
@@ -55,7 +58,9 @@ class LocalRooms(Generic[Connection]):
             local = self.rooms[room] = LocalRoom(room, self.fanout)
             await self.broker.subscribe(room, local.deliver)
         buffer: list[tuple[int | None, str]] = []
-        members = sorted(local.members.values())  # presence after this point is in the buffer
+        tracked = len(local.members) < self.presence_limit  # still small once we are in
+        # Presence after this point is in the buffer.
+        members = sorted(local.members.values()) if tracked else None
         local.catching_up.append(buffer)
         try:
             last_id, missed = await self.broker.replay(room, since)
@@ -75,18 +80,21 @@ class LocalRooms(Generic[Connection]):
         finally:
             local.catching_up.remove(buffer)
         local.members[connection] = user
-        await self.broker.publish_presence(room, presence("join", room, user))
+        if len(local.members) <= self.presence_limit:
+            await self.broker.publish_presence(room, presence("join", room, user))
 
     async def leave(self, room: str, connection: Connection) -> None:
         """Remove ``connection`` and tell the others; forget the room when nobody is left."""
         local = self.rooms.get(room)
         if local is None or connection not in local.members:
             return
+        announce = len(local.members) <= self.presence_limit
         user = local.members.pop(connection)
         if not local.members and not local.catching_up:
             del self.rooms[room]
             await self.broker.unsubscribe(room)
-        await self.broker.publish_presence(room, presence("leave", room, user))
+        if announce:
+            await self.broker.publish_presence(room, presence("leave", room, user))
 
     def population(self) -> int:
         """How many connections are live members of some room here."""

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
@@ -89,10 +91,19 @@ def page() -> Response:
 class ChatServer:
     """The chat of one process: its rooms and its broker."""
 
-    def __init__(self, broker: Broker, options: ServeOptions) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        options: ServeOptions,
+        observe_publish: Callable[[float], None] | None = None,
+    ) -> None:
         self.broker = broker
         self.options = options
-        self.rooms: LocalRooms[ServerConnection] = LocalRooms(broker, BoundedBroadcast())
+        self.observe_publish = observe_publish
+        """Called with the seconds from receiving each ``say`` to its last write (a metric)."""
+        self.rooms: LocalRooms[ServerConnection] = LocalRooms(
+            broker, BoundedBroadcast(), options.presence_limit
+        )
 
     async def chat(self, websocket: ServerConnection, room: str) -> None:
         """One member of ``room``, from welcome to leave."""
@@ -103,6 +114,7 @@ class ChatServer:
         try:
             await self.rooms.join(room, websocket, user, query.since, websocket.send)
             async for raw in websocket:
+                received = time.perf_counter()
                 if isinstance(raw, bytes):
                     await websocket.close(
                         CloseCode.UNSUPPORTED_DATA, "chat messages are JSON text frames"
@@ -118,6 +130,8 @@ class ChatServer:
                     await websocket.send(error.event())
                     continue
                 await self.broker.publish_message(room, user, say.text)
+                if self.observe_publish is not None:
+                    self.observe_publish(time.perf_counter() - received)
         except ConnectionClosedError as exc:
             logger.info("%s left %s abruptly: %s", user, room, exc)
         finally:
@@ -135,9 +149,15 @@ class ChatServer:
         )
 
 
-async def start(options: ServeOptions, sock: socket.socket) -> RunningWebsockets:
+async def start(
+    options: ServeOptions,
+    sock: socket.socket,
+    *,
+    observe_publish: Callable[[float], None] | None = None,
+) -> RunningWebsockets:
     """Serve the chat on ``sock`` with an in-process broker."""
-    server = ChatServer(MemoryBroker(history_size=options.history_size), options)
+    broker = MemoryBroker(history_size=options.history_size)
+    server = ChatServer(broker, options, observe_publish)
     return await start_websockets_app(
         server.app(), options, sock, cleanup=server.broker.aclose, compression=None
     )

@@ -27,7 +27,13 @@ from course_ws.rawclient import RawClient
 from course_ws.rfc6455 import Opcode
 
 SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "welcome": {"type": str, "room": str, "user": str, "last_id": int, "members": list},
+    "welcome": {
+        "type": str,
+        "room": str,
+        "user": str,
+        "last_id": int,
+        "members": (list, type(None)),
+    },
     "message": {"type": str, "id": int, "room": str, "user": str, "text": str, "ts": (int, float)},
     "join": {"type": str, "room": str, "user": str},
     "leave": {"type": str, "room": str, "user": str},
@@ -110,6 +116,24 @@ async def test_welcome_lists_the_members_already_there(server):
         await join(server, name, user="bob") as bob,
     ):
         assert Counter(bob.welcome["members"]) == Counter({"ada": 2})
+
+
+async def test_large_rooms_track_no_presence(server_name, fast):
+    """Over the presence limit: members is null and joins and leaves go unannounced."""
+    name = room()
+    with serve_in_background(server_name, presence_limit=2, **fast) as small:
+        async with await join(small, name, user="ada") as ada:
+            await ada.next("join")
+            async with await join(small, name, user="bob") as bob:
+                assert (await ada.next("join"))["user"] == "bob"
+                carl = await join(small, name, user="carl")
+                assert carl.welcome["members"] is None
+                await carl.say("hi from a crowd")
+                assert (await ada.event())["type"] == "message", "no join for carl"
+                await carl.close()
+                await bob.say("carl left quietly")
+                assert (await ada.event())["text"] == "carl left quietly", "no leave for carl"
+            assert valid(await ada.event(), "leave")["user"] == "bob"
 
 
 @pytest.mark.parametrize(
