@@ -47,11 +47,14 @@ class SlowClients:
 
     def __init__(self) -> None:
         self._closing: set[asyncio.Task[None]] = set()
+        self.closed = 0
+        """How many clients were closed for being too slow."""
 
     def close(self, connection: ServerConnection, waiting: int) -> None:
         """Start closing ``connection``, which has ``waiting`` bytes (or messages) unsent."""
         if connection.protocol.state is not State.OPEN:
             return  # already closing
+        self.closed += 1
         logger.warning("closing %s: %d waiting", connection.remote_address, waiting)
         task = asyncio.create_task(connection.close(CloseCode.TRY_AGAIN_LATER, TOO_SLOW))
         self._closing.add(task)
@@ -77,7 +80,12 @@ class BoundedBroadcast:
         ready = []
         limit = self.limit
         for connection in connections:
-            waiting = connection.transport.get_write_buffer_size()
+            transport = connection.transport
+            if transport.is_closing():
+                # Gone (reset, aborted) though its handler has not heard yet: writing would
+                # only make asyncio log "socket.send() raised exception." per write.
+                continue
+            waiting = transport.get_write_buffer_size()
             if waiting > limit:
                 self.slow.close(connection, waiting)
             else:
@@ -117,6 +125,11 @@ class Fanout(ABC):
     def backlog(self) -> int:
         """Bytes waiting in the server for clients that have not read them yet."""
         return sum(client.transport.get_write_buffer_size() for client in self.clients)
+
+    @property
+    def dropped(self) -> int:
+        """Clients this strategy closed for being too slow."""
+        return 0
 
 
 class SequentialFanout(Fanout):
@@ -213,6 +226,10 @@ class QueueFanout(Fanout):
     def backlog(self) -> int:
         return super().backlog() + self.waiting
 
+    @property
+    def dropped(self) -> int:
+        return self.slow.closed
+
 
 class BoundedBroadcastFanout(Fanout):
     """:class:`BoundedBroadcast`: the chat server's strategy."""
@@ -225,6 +242,10 @@ class BoundedBroadcastFanout(Fanout):
 
     async def publish(self, message: str) -> None:
         self.send(self.clients, message)
+
+    @property
+    def dropped(self) -> int:
+        return self.send.slow.closed
 
 
 STRATEGIES: dict[str, type[Fanout]] = {
