@@ -102,6 +102,8 @@ def check(name: str, *, solutions: bool = False) -> CheckReport:
             "course_ws.check_plugin",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:nbval",  # its import costs a second per check, and checks are not notebooks
             "-q",
             "--no-header",
             "--tb=no",
