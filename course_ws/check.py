@@ -25,6 +25,8 @@ from course_ws.exercises import ROOT_ENV, find_exercise
 
 CHECK_TIMEOUT = 30
 """Seconds one check test may take before it counts as failed (a handler that never answers)."""
+RUN_TIMEOUT = 300
+"""Seconds all the checks of one exercise may take together."""
 MARKS = {"passed": "✔", "failed": "✘", "skipped": "–"}
 
 
@@ -102,17 +104,29 @@ def check(name: str, *, solutions: bool = False) -> CheckReport:
             "course_ws.check_plugin",
             "-p",
             "no:cacheprovider",
+            # Plugins the checks do not use cost seconds to import, on every check:
             "-p",
-            "no:nbval",  # its import costs a second per check, and checks are not notebooks
+            "no:nbval",
+            "-p",
+            "no:hypothesispytest",
             "-q",
             "--no-header",
             "--tb=no",
             f"--timeout={CHECK_TIMEOUT}",
             *(["--solutions"] if solutions else []),
         ]
-        done = subprocess.run(
-            command, cwd=exercise.root, env=env, capture_output=True, text=True, check=False
-        )
+        try:
+            done = subprocess.run(
+                command,
+                cwd=exercise.root,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=RUN_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"the checks of {name!r} took over {RUN_TIMEOUT} s") from None
         if not report_path.exists():
             tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
             raise RuntimeError(f"the checks of {name!r} did not run:\n" + "\n".join(tail))

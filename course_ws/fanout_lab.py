@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
-import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -54,18 +54,35 @@ class FanoutResult:
         return len(self.latencies) / (self.clients * self.messages)
 
     def percentile(self, p: float) -> float:
-        """The ``p``-th percentile of the latencies in seconds (``nan`` if nothing arrived)."""
-        if len(self.latencies) < 2:
-            return self.latencies[0] if self.latencies else float("nan")
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(p) - 1]
+        """The ``p``-th percentile of the latencies in seconds, over every message that should
+        have arrived: one that never did counts as infinitely late (``inf``)."""
+        return latency_percentile(self.latencies, p, self.clients * self.messages)
 
     def __str__(self) -> str:
         stall = "with a stalled client" if self.stalled else "all clients reading"
         return (
             f"{self.strategy:>15} ({stall}): delivered {self.delivered:.0%}, "
-            f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms, "
+            f"p50 {show_ms(self.percentile(50))}, p99 {show_ms(self.percentile(99))}, "
             f"server backlog {self.backlog / 1024:.0f} KiB"
         )
+
+
+def latency_percentile(latencies: list[float], p: float, expected: int) -> float:
+    """The ``p``-th percentile of ``expected`` deliveries, of which ``latencies`` arrived.
+
+    Leaving out what never arrived would make a stuck server look fast: its few
+    deliveries were quick. Counted as infinitely late, they show as ``inf``.
+    """
+    if expected <= 0:
+        return float("nan")
+    ordered = sorted(latencies)
+    rank = max(0, math.ceil(p / 100 * expected) - 1)
+    return ordered[rank] if rank < len(ordered) else math.inf
+
+
+def show_ms(seconds: float) -> str:
+    """``12.3 ms``, or ``never`` for an infinite latency."""
+    return "never" if math.isinf(seconds) else f"{seconds * 1000:.1f} ms"
 
 
 def _shrink_send_buffer(websocket: ServerConnection) -> None:
