@@ -92,9 +92,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    """Headless Debian Chromium driven by Playwright (no browser download).
+
+    Module scope, not session: Playwright's sync API keeps an event loop running on
+    the main thread while it is open, and pytest-asyncio cannot run async tests then.
+    """
     executable = require_program("chromium")
     from playwright.sync_api import sync_playwright
 
