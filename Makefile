@@ -10,7 +10,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export PATH := $(abspath $(BIN)):$(PATH)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: lab test notebooks
+.PHONY: lab test notebooks bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "course-ws needs Python 3.11 or newer, and $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
@@ -32,3 +32,10 @@ notebooks: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=120 --ExecutePreprocessor.record_timing=False \
 		notebooks/*.ipynb
+
+# Full benchmark runs; their reports are committed in benchmarks/ (about 15 minutes).
+bench: $(STAMP)
+	@mkdir -p benchmarks
+	for name in mask transports memory fanout; do \
+		$(BIN)/course-ws bench $$name | tee benchmarks/$$name.txt || exit 1; \
+	done

@@ -3,6 +3,7 @@
     course-ws list                    the server catalogue
     course-ws serve echo --port 0     run a server until Ctrl+C
     course-ws check shout             check an exercise
+    course-ws bench mask --quick      measure something (mask, transports, fanout, memory)
     course-ws doctor                  is everything installed?
 
 A bad argument gets one line on stderr and exit status 2, never a traceback.
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from course_ws.bench import BENCHMARKS
 from course_ws.catalogue import CATALOGUE, CatalogueEntry, lookup
 from course_ws.listening import BindError, bind_listener, socket_address, url_host
 from course_ws.options import LOG_LEVELS, ServeOptions
@@ -89,6 +91,10 @@ def build_parser() -> OneLineParser:
     check.add_argument("--solutions", action="store_true", help="check the model solution")
 
     commands.add_parser("doctor", help="check Python, packages and the programs chapters need")
+
+    bench = commands.add_parser("bench", help="run a benchmark and print its report")
+    bench.add_argument("benchmark", choices=BENCHMARKS, help="; ".join(BENCHMARKS.values()))
+    bench.add_argument("--quick", action="store_true", help="seconds instead of a full run")
     return parser
 
 
@@ -154,6 +160,13 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def run_bench(args: argparse.Namespace) -> int:
+    from course_ws.bench import run_benchmark
+
+    print(run_benchmark(args.benchmark, quick=args.quick))
+    return 0
+
+
 def run_doctor() -> int:
     from course_ws.doctor import diagnose
 
@@ -171,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_list()
     if args.command == "check":
         return run_check(args)
+    if args.command == "bench":
+        return run_bench(args)
     return run_doctor()
 
 

@@ -41,6 +41,11 @@ def bind_listener(host: str, port: int, *, backlog: int = 2048) -> socket.socket
                 exc.errno, f"{host} is not an address of this machine: try 127.0.0.1"
             ) from None
         raise
+    # socket.create_server leaves proto at 0, and asyncio turns Nagle's algorithm off
+    # (TCP_NODELAY) on accepted connections only when the listener says IPPROTO_TCP.
+    # Without it a response written in two pieces (a head, then a body; a 101, then a
+    # frame) waits for the peer's delayed ACK: 40 ms on every such exchange.
+    sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
     sock.setblocking(False)
     return sock
 

@@ -178,3 +178,14 @@ def test_warnings_are_kept_by_default_and_info_is_not():
     assert closed.value.rcvd.code == 1011
     assert any("connection handler failed" in line for line in server.logs)
     assert not any(" INFO " in line for line in server.logs)
+
+
+def test_accepted_connections_send_small_writes_at_once():
+    """TCP_NODELAY on accepted sockets: a head and a body are not held back 40 ms by Nagle."""
+
+    async def report_nodelay(websocket):
+        sock = websocket.transport.get_extra_info("socket")
+        await websocket.send(str(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+
+    with serve_in_background(report_nodelay) as server, connect(server.url) as websocket:
+        assert websocket.recv(timeout=2) != "0"
