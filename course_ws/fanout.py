@@ -39,7 +39,8 @@ QUEUE_SIZE = 64
 """Messages waiting for one client before :class:`QueueFanout` closes it (1013)."""
 TOO_SLOW = "too slow: reconnect and resume"
 
-logger = logging.getLogger("course_ws.fanout")
+logger = logging.getLogger("course_ws.servers.fanout")
+"""Under ``course_ws.servers``, so a background server's drops land in its ``.logs``."""
 
 
 class SlowClients:

@@ -160,6 +160,7 @@ async def run_fanout(
         await strategy.handler(websocket)
 
     captured = _Captured(result.log)
+    propagate = fanout_logger.propagate
     fanout_logger.addHandler(captured)
     fanout_logger.propagate = False
     try:
@@ -177,7 +178,7 @@ async def run_fanout(
             )
     finally:
         fanout_logger.removeHandler(captured)
-        fanout_logger.propagate = True
+        fanout_logger.propagate = propagate
     return result
 
 

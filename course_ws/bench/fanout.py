@@ -33,6 +33,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from course_ws.bench.crowd import Crowd
 from course_ws.fanout import SLOW_CLIENT_BUFFER, STRATEGIES, Fanout
+from course_ws.fanout import logger as fanout_logger
 from course_ws.fanout_lab import latency_percentile
 from course_ws.listening import bind_listener, socket_address
 from course_ws.options import ServeOptions
@@ -306,7 +307,7 @@ def run(*, quick: bool = False) -> FanoutReport:
 
     Dropping the stalled client is counted in the report, so its warning is not logged.
     """
-    quiet = logging.getLogger("course_ws.fanout")
+    quiet = fanout_logger
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:

@@ -11,7 +11,9 @@ Production choices, each for a reason:
 - **A slow client is dropped, not buffered forever.** ``broadcast`` has no
   backpressure; a member with more than 256 KiB unsent is closed with 1013
   (:class:`course_ws.fanout.BoundedBroadcast`) and may resume with
-  ``?since=`` — memory stays bounded.
+  ``?since=``. The kernel's send buffer is capped too (:data:`KERNEL_SEND_BUFFER`):
+  left alone, Linux lets it grow to megabytes per connection before the server
+  even sees a backlog.
 - **Compression is off.** Chat messages are small; per-message deflate would
   cost CPU for every member on every message and ~50 KiB of memory per
   connection.
@@ -50,6 +52,9 @@ from course_ws.servers.websockets_app import (
 )
 
 logger = logging.getLogger("course_ws.servers.chat")
+
+KERNEL_SEND_BUFFER = 64 * 1024
+"""SO_SNDBUF for each member (the kernel doubles it): plenty for chat, and a real bound."""
 
 PAGE = files("course_ws") / "static" / "chat.html"
 
@@ -107,6 +112,8 @@ class ChatServer:
 
     async def chat(self, websocket: ServerConnection, room: str) -> None:
         """One member of ``room``, from welcome to leave."""
+        sock = websocket.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         query = ChatQuery.parse(websocket.request.path)
         user = query.user or guest_name()
         rate = self.options.message_rate

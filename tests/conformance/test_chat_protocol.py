@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws import serve_in_background
@@ -384,6 +385,36 @@ def test_invalid_utf8_closes_with_1007(server):
         while not frames or frames[-1].opcode is not Opcode.CLOSE:
             frames.append(client.recv_frame())
         assert int.from_bytes(frames[-1].payload[:2], "big") == 1007
+
+
+async def stalled_member(server, name: str) -> ClientConnection:
+    """A member of ``name`` that stops reading at once, with a small receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    websocket = await connect(chat_url(server.url, name), sock=sock, ping_interval=None)
+    websocket.transport.pause_reading()
+    return websocket
+
+
+async def test_a_member_that_stops_reading_is_closed_with_1013(server_name, fast):
+    """Its unsent messages are bounded: past the limit it is closed, and may resume later."""
+    name = room()
+    with serve_in_background(server_name, **fast) as busy:
+        stalled = await stalled_member(busy, name)
+        async with await join(busy, name) as talker:
+            for _ in range(400):  # 1.6 MB for a member that reads nothing
+                await talker.say("x" * 4000)
+                await talker.next("message")  # the talker reads, or it would be dropped too
+            stalled.transport.resume_reading()
+            with contextlib.suppress(ConnectionClosed):  # 1013 is not a clean close
+                async with asyncio.timeout(10):
+                    async for _ in stalled:
+                        pass
+            assert stalled.close_code == 1013
+            await talker.say("the others carry on")
+            assert (await talker.next("message"))["text"] == "the others carry on"
 
 
 async def test_shutdown_closes_clients_with_1001(server_name, fast):
