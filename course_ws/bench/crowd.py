@@ -6,7 +6,8 @@ spawns child processes that open the connections, optionally keep one of them
 *stalled* (it stops reading, with a small receive buffer), optionally keep a
 *publisher* connection that sends chat ``say`` messages on request, and record
 how long each message took to arrive: every message carries the time it was
-sent, in its JSON (``{"sent": t}``) or, for chat events, in its text.
+sent, in its JSON (``{"sent": t}``) or, for chat events, in its text, and
+optionally a ``kind``, so that one run can time several sorts of message apart.
 """
 
 from __future__ import annotations
@@ -29,24 +30,22 @@ CONNECT_CONCURRENCY = 100
 STALLED_RCVBUF = 4096
 
 
-def sent_time(frame: str | bytes) -> float | None:
-    """The send time a benchmark message carries, if it carries one."""
+def timing(frame: str | bytes) -> tuple[str, float] | None:
+    """The kind and send time a benchmark message carries, if it carries them."""
     try:
         data = json.loads(frame)
-        if "sent" in data:
-            return float(data["sent"])
         if data.get("type") == "message":
-            return float(json.loads(data["text"])["sent"])
-    except (ValueError, KeyError, TypeError):
-        pass
-    return None
+            data = json.loads(data["text"])
+        return str(data.get("kind", "message")), float(data["sent"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 @dataclass
 class _Child:
     """The state of one child process."""
 
-    latencies: list[float] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
     received: int = 0
     target: int = 0
     enough: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,9 +64,10 @@ class _Child:
     async def listen(self, websocket: ClientConnection) -> None:
         with contextlib.suppress(Exception):
             async for frame in websocket:
-                sent = sent_time(frame)
-                if sent is not None:
-                    self.latencies.append(time.time() - sent)
+                timed = timing(frame)
+                if timed is not None:
+                    kind, sent = timed
+                    self.latencies.setdefault(kind, []).append(time.time() - sent)
                     self.received += 1
                     if self.received >= self.target:
                         self.enough.set()
@@ -110,7 +110,7 @@ async def _child(
         if command == "say" and talker is not None:
             count, interval = args
             for n in range(count):
-                text = json.dumps({"sent": time.time(), "n": n})
+                text = json.dumps({"sent": time.time(), "n": n, "kind": "chat"})
                 await talker.send(json.dumps({"type": "say", "text": text}))
                 await asyncio.sleep(interval)
             pipe.send(("said", count))
@@ -118,7 +118,7 @@ async def _child(
             expected, timeout = args
             await child.wait_for(expected, timeout)
             pipe.send(("latencies", child.latencies))
-            child.latencies, child.received = [], 0
+            child.latencies, child.received = {}, 0
         elif command == "exit":
             for websocket in [*child.listeners, *filter(None, (stuck, talker))]:
                 websocket.transport.abort()
@@ -182,8 +182,10 @@ class Crowd:
         """Have the publisher send ``count`` chat messages, ``interval`` seconds apart."""
         await self._ask(0, ("say", count, interval), timeout)
 
-    async def collect(self, expected_per_client: int, clients: int, timeout: float) -> list[float]:
-        """Latencies of every message received since the last collect (seconds)."""
+    async def collect(
+        self, expected_per_client: int, clients: int, timeout: float
+    ) -> dict[str, list[float]]:
+        """Latencies (seconds) of the messages received since the last collect, by kind."""
         answers = await asyncio.gather(
             *(
                 self._ask(
@@ -192,7 +194,11 @@ class Crowd:
                 for index, share in enumerate(self._shares(clients))
             )
         )
-        return [latency for _, latencies in answers for latency in latencies]
+        merged: dict[str, list[float]] = {}
+        for _, latencies in answers:
+            for kind, values in latencies.items():
+                merged.setdefault(kind, []).extend(values)
+        return merged
 
     def _shares(self, clients: int) -> list[range]:
         return [range(index, clients, len(self.pipes)) for index in range(len(self.pipes))]

@@ -202,9 +202,10 @@ def _prefill(websocket: ServerConnection) -> None:
         broadcast([websocket], filler)
 
 
-def _event() -> str:
-    """A chat message event carrying its send time, as the crowd expects."""
-    return json.dumps({"type": "message", "text": json.dumps({"sent": time.time()})})
+def _event(kind: str) -> str:
+    """A chat message event carrying its kind and send time, as the crowd expects."""
+    text = json.dumps({"sent": time.time(), "kind": kind})
+    return json.dumps({"type": "message", "text": text})
 
 
 def _payload(size: int) -> str:
@@ -242,7 +243,7 @@ async def _strategy_case(name: str, clients: int, stalled: bool, s: Settings) ->
                 sent += 1
                 await asyncio.sleep(s.interval)
             backlog = strategy.backlog()
-            latencies = await crowd.collect(sent, clients, s.deadline)
+            latencies = (await crowd.collect(sent, clients, s.deadline)).get("message", [])
         finally:
             await crowd.close()
     return StrategyRow(
@@ -269,22 +270,22 @@ async def _chat_case(clients: int, stalled: bool, s: Settings) -> ChatRow:
             if websocket.request.path.endswith("user=stalled"):
                 _shrink_sndbuf(websocket)
                 _prefill(websocket)
-        await crowd.say(s.messages, s.interval)
-        latencies = await crowd.collect(s.messages, clients, s.deadline)
         bare: list[float] = []
         floor: list[float] = []
-        for _ in range(s.messages):
+        for _ in range(s.messages):  # interleaved, so that all three meet the same load
+            await crowd.say(1, 0)
+            await asyncio.sleep(s.interval)
             started = time.perf_counter()
-            broadcast(members, _event())
+            broadcast(members, _event("bare"))
             bare.append(time.perf_counter() - started)
             await asyncio.sleep(s.interval)
             started = time.perf_counter()
-            frame = encode_frame(Opcode.TEXT, _event().encode())
+            frame = encode_frame(Opcode.TEXT, _event("floor").encode())
             for member in members:
                 member.transport.write(frame)
             floor.append(time.perf_counter() - started)
             await asyncio.sleep(s.interval)
-        await crowd.collect(2 * s.messages, clients, s.deadline)
+        latencies = (await crowd.collect(3 * s.messages, clients, s.deadline)).get("chat", [])
     finally:
         await crowd.close()
         await running.aclose()
