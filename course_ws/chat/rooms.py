@@ -95,7 +95,3 @@ class LocalRooms(Generic[Connection]):
             await self.broker.unsubscribe(room)
         if announce:
             await self.broker.publish_presence(room, presence("leave", room, user))
-
-    def population(self) -> int:
-        """How many connections are live members of some room here."""
-        return sum(len(local.members) for local in self.rooms.values())
