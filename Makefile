@@ -33,7 +33,7 @@ notebooks: $(STAMP)
 		--ExecutePreprocessor.timeout=120 --ExecutePreprocessor.record_timing=False \
 		notebooks/*.ipynb
 
-# Full benchmark runs; their reports are committed in benchmarks/ (about 15 minutes).
+# Full benchmark runs; their reports are committed in benchmarks/ (about 10 minutes).
 bench: $(STAMP)
 	@mkdir -p benchmarks
 	for name in mask transports memory fanout; do \
