@@ -32,7 +32,7 @@ from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
@@ -139,6 +139,8 @@ class ChatServer:
                 await self.broker.publish_message(room, user, say.text)
                 if self.observe_publish is not None:
                     self.observe_publish(time.perf_counter() - received)
+        except ConnectionClosedOK:
+            pass  # it said goodbye while we were still sending (a long replay, say)
         except ConnectionClosedError as exc:
             logger.info("%s left %s abruptly: %s", user, room, exc)
         finally:

@@ -10,7 +10,7 @@ import logging
 import socket
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from course_ws.options import ServeOptions
 from course_ws.servers.websockets_app import (
@@ -26,13 +26,17 @@ logger = logging.getLogger("course_ws.servers.echo")
 async def echo(websocket: ServerConnection) -> None:
     """Send every message back as it came, until the client closes.
 
-    ``async for`` ends quietly on a clean close (1000/1001). A client that vanishes
-    without a close frame raises ``ConnectionClosedError``: on the internet that is
-    routine, not a server error, so it is logged in one line instead of a traceback.
+    ``async for`` ends quietly on a clean close (1000/1001), but ``send`` raises
+    ``ConnectionClosedOK`` if the client closed politely after its last message:
+    that is a normal ending too. A client that vanishes without a close frame
+    raises ``ConnectionClosedError``: on the internet that is routine, not a server
+    error, so it is logged in one line instead of a traceback.
     """
     try:
         async for message in websocket:
             await websocket.send(message)
+    except ConnectionClosedOK:
+        pass
     except ConnectionClosedError as exc:
         logger.info("echo client %s left abruptly: %s", websocket.remote_address, exc)
 
