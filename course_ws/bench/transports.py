@@ -300,6 +300,11 @@ class TransportResult:
     def latencies_ms(self) -> list[float]:
         return [seconds * 1000 for seconds in self.latencies]
 
+    def count_traffic(self, client: CountingHttpClient) -> None:
+        """Take the bytes and requests an HTTP client counted."""
+        self.bytes_up, self.bytes_down = client.bytes_up, client.bytes_down
+        self.requests = client.requests
+
     def receive(self, batch: list[dict[str, float]]) -> None:
         """Record the latency of each message of a batch that just arrived."""
         now = time.perf_counter()
@@ -317,11 +322,7 @@ def poll_client(host: str, port: int, plan: Plan, ready: threading.Barrier) -> T
             result.receive(json.loads(client.get(f"/poll?since={result.messages}")))
             if result.messages < plan.count:
                 time.sleep(plan.poll_every)
-        result.bytes_up, result.bytes_down, result.requests = (
-            client.bytes_up,
-            client.bytes_down,
-            client.requests,
-        )
+        result.count_traffic(client)
     return result
 
 
@@ -332,11 +333,7 @@ def long_poll_client(host: str, port: int, plan: Plan, ready: threading.Barrier)
         ready.wait()
         while result.messages < plan.count:
             result.receive(json.loads(client.get(f"/longpoll?since={result.messages}")))
-        result.bytes_up, result.bytes_down, result.requests = (
-            client.bytes_up,
-            client.bytes_down,
-            client.requests,
-        )
+        result.count_traffic(client)
     return result
 
 
