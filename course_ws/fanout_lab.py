@@ -19,6 +19,7 @@ import math
 import socket
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -85,17 +86,20 @@ def show_ms(seconds: float) -> str:
     return "never" if math.isinf(seconds) else f"{seconds * 1000:.1f} ms"
 
 
-def _shrink_send_buffer(websocket: ServerConnection) -> None:
+def shrink_send_buffer(websocket: ServerConnection, size: int = SMALL_BUFFER) -> None:
+    """Give the server's side of ``websocket`` a small kernel send buffer (SO_SNDBUF)."""
     sock = websocket.transport.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
-async def _stalled_client(url: str, host: str, port: int) -> ClientConnection:
+async def stalled_client(url: str, *, receive_buffer: int = SMALL_BUFFER) -> ClientConnection:
+    """Connect to ``url`` with a small receive buffer, then stop reading: a stuck client."""
+    parts = urlsplit(url)
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (host, port))
-    websocket = await connect(url, sock=sock, ping_interval=None)
+    await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+    websocket = await connect(url, sock=sock, compression=None, ping_interval=None)
     websocket.transport.pause_reading()  # stop reading: its buffers fill up
     return websocket
 
@@ -154,7 +158,7 @@ async def run_fanout(
     registered = asyncio.Event()
 
     async def handler(websocket: ServerConnection) -> None:
-        _shrink_send_buffer(websocket)
+        shrink_send_buffer(websocket)
         if len(strategy.clients) + 1 == everyone:
             registered.set()  # strategy.handler registers it before its first await
         await strategy.handler(websocket)
@@ -170,7 +174,6 @@ async def run_fanout(
                 strategy,
                 result,
                 f"ws://{host}:{port}",
-                (host, port),
                 registered,
                 size=size,
                 interval=interval,
@@ -186,7 +189,6 @@ async def _experiment(
     strategy: Fanout,
     result: FanoutResult,
     url: str,
-    address: tuple[str, int],
     registered: asyncio.Event,
     *,
     size: int,
@@ -196,7 +198,7 @@ async def _experiment(
     listeners = [
         await connect(url, compression=None, ping_interval=None) for _ in range(result.clients)
     ]
-    stuck = await _stalled_client(url, *address) if result.stalled else None
+    stuck = await stalled_client(url) if result.stalled else None
     async with asyncio.timeout(deadline):
         await registered.wait()
     listening = [

@@ -16,14 +16,14 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import socket
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
+
+from course_ws.fanout_lab import stalled_client
 
 CONNECT_CONCURRENCY = 100
 """Handshakes in flight per process: enough to be quick, few enough for the listen backlog."""
@@ -83,17 +83,6 @@ async def _open(url: str, semaphore: asyncio.Semaphore, compress: bool = False) 
         )
 
 
-async def _open_stalled(url: str) -> ClientConnection:
-    parts = urlsplit(url)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
-    websocket = await connect(url, sock=sock, compression=None, ping_interval=None)
-    websocket.transport.pause_reading()
-    return websocket
-
-
 async def _child(
     pipe: Connection, urls: list[str], stalled: str | None, publisher: str | None, compress: bool
 ) -> None:
@@ -102,7 +91,7 @@ async def _child(
     openings = (_open(url, semaphore, compress) for url in urls)
     child.listeners = list(await asyncio.gather(*openings))
     child.tasks = [asyncio.create_task(child.listen(ws)) for ws in child.listeners]
-    stuck = await _open_stalled(stalled) if stalled else None
+    stuck = await stalled_client(stalled, receive_buffer=STALLED_RCVBUF) if stalled else None
     talker = await _open(publisher, semaphore) if publisher else None
     pipe.send(("ready", len(child.listeners)))
     while True:

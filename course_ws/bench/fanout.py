@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import platform
-import socket
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -34,7 +33,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from course_ws.bench.crowd import Crowd
 from course_ws.fanout import SLOW_CLIENT_BUFFER, STRATEGIES, Fanout
 from course_ws.fanout import logger as fanout_logger
-from course_ws.fanout_lab import latency_percentile
+from course_ws.fanout_lab import latency_percentile, shrink_send_buffer
 from course_ws.listening import bind_listener, socket_address
 from course_ws.options import ServeOptions
 from course_ws.rfc6455 import Opcode, encode_frame
@@ -190,11 +189,6 @@ class FanoutReport:
         return "\n".join(lines)
 
 
-def _shrink_sndbuf(websocket: ServerConnection) -> None:
-    sock = websocket.transport.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SNDBUF)
-
-
 def _prefill(websocket: ServerConnection) -> None:
     """Queue ``STALL_PREFILL`` bytes for a client that does not read."""
     filler = json.dumps({"filler": "x" * 65_000})
@@ -218,7 +212,7 @@ async def _strategy_case(name: str, clients: int, stalled: bool, s: Settings) ->
 
     async def handler(websocket: ServerConnection) -> None:
         if websocket.request.path.endswith("?stalled"):
-            _shrink_sndbuf(websocket)
+            shrink_send_buffer(websocket, SMALL_SNDBUF)
             stuck_client.append(websocket)
         await strategy.handler(websocket)
 
@@ -268,7 +262,7 @@ async def _chat_case(clients: int, stalled: bool, s: Settings) -> ChatRow:
         members = [c for c in running.server.connections if "user=c" in c.request.path]
         for websocket in running.server.connections:
             if websocket.request.path.endswith("user=stalled"):
-                _shrink_sndbuf(websocket)
+                shrink_send_buffer(websocket, SMALL_SNDBUF)
                 _prefill(websocket)
         bare: list[float] = []
         floor: list[float] = []

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -19,11 +18,12 @@ import uuid
 from collections import Counter
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws import serve_in_background
 from course_ws.chat.client import ChatClient, Event, chat_url
+from course_ws.fanout_lab import stalled_client
 from course_ws.rawclient import RawClient
 from course_ws.rfc6455 import Opcode
 
@@ -387,22 +387,11 @@ def test_invalid_utf8_closes_with_1007(server):
         assert int.from_bytes(frames[-1].payload[:2], "big") == 1007
 
 
-async def stalled_member(server, name: str) -> ClientConnection:
-    """A member of ``name`` that stops reading at once, with a small receive buffer."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-    websocket = await connect(chat_url(server.url, name), sock=sock, ping_interval=None)
-    websocket.transport.pause_reading()
-    return websocket
-
-
 async def test_a_member_that_stops_reading_is_closed_with_1013(server_name, fast):
     """Its unsent messages are bounded: past the limit it is closed, and may resume later."""
     name = room()
     with serve_in_background(server_name, **fast) as busy:
-        stalled = await stalled_member(busy, name)
+        stalled = await stalled_client(chat_url(busy.url, name))
         async with await join(busy, name) as talker:
             for _ in range(400):  # 1.6 MB for a member that reads nothing
                 await talker.say("x" * 4000)
