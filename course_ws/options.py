@@ -7,7 +7,6 @@ starts. Servers read only the fields they support; the catalogue says which.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -52,7 +51,3 @@ class ServeOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None, got {value}")
-
-    def replace(self, **changes: object) -> ServeOptions:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
