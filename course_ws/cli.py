@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from course_ws.bench import BENCHMARKS
-from course_ws.catalogue import CATALOGUE, CatalogueEntry, lookup
-from course_ws.listening import BindError, bind_listener, socket_address, url_host
+from course_ws.hosting.catalogue import CATALOGUE, CatalogueEntry, lookup
+from course_ws.hosting.listening import BindError, bind_listener, socket_address, url_host
+from course_ws.hosting.logs import LOG_FORMAT
 from course_ws.options import LOG_LEVELS, ServeOptions
-from course_ws.server_logs import LOG_FORMAT
 
 USAGE_ERROR = 2
 SIZE_UNITS = {
@@ -148,8 +148,8 @@ def run_list() -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from course_ws.check import check
-    from course_ws.exercises import UnknownExerciseError
+    from course_ws.tooling.checks import check
+    from course_ws.tooling.exercises import UnknownExerciseError
 
     try:
         report = check(args.exercise, solutions=args.solutions)
@@ -168,7 +168,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_doctor() -> int:
-    from course_ws.doctor import diagnose
+    from course_ws.tooling.doctor import diagnose
 
     report = diagnose()
     print(report)

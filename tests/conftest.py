@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from course_ws.programs import find_program
+from course_ws.hosting.programs import find_program
 
 EXERCISE_CHECKS = Path(__file__).parent / "exercises"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from course_ws.bench import fanout, memory
-from course_ws.fanout import STRATEGIES
+from course_ws.fanout.strategies import STRATEGIES
 
 TINY = fanout.Settings(sizes=(20,), messages=3, interval=0.02, payload=100, deadline=2.0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from course_ws import serve_in_background
-from course_ws.catalogue import CATALOGUE
+from course_ws.hosting.catalogue import CATALOGUE
 
 ECHOING = [name for name, entry in CATALOGUE.items() if "/echo" in entry.endpoints]
 COMPRESSED = {"echo"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from course_ws import serve_in_background
-from course_ws.chat.client import ChatClient
+from course_ws.clients.chat import ChatClient
 
 
 async def test_dropping_a_slow_member_is_logged_in_the_servers_log_not_printed(capfd):

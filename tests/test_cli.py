@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
 from course_ws import serve_in_background
-from course_ws.catalogue import CATALOGUE
+from course_ws.hosting.catalogue import CATALOGUE
 
 COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from course_ws import doctor, programs
+from course_ws.hosting import programs
+from course_ws.tooling import doctor
 
 PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"
 

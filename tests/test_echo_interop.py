@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from course_ws import serve_in_background
-from course_ws.rawclient import ConnectionClosed, RawClient
+from course_ws.clients.raw import ConnectionClosed, RawClient
 from course_ws.rfc6455 import Frame, Opcode, parse_close
 
 SIZES = [0, 125, 126, 64 * 1024, 2**20 - 1]

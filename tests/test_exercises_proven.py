@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from course_ws.check import check
-from course_ws.exercises import all_exercises, course_root, find_exercise
+from course_ws.tooling.checks import check
+from course_ws.tooling.exercises import all_exercises, course_root, find_exercise
 
 EXERCISES = [exercise.name for exercise in all_exercises()]
 

@@ -1,11 +1,11 @@
-"""The fan-out strategies behave as course_ws.fanout's table says (shape, not speed)."""
+"""The fan-out strategies behave as course_ws.fanout.strategies's table says (shape, not speed)."""
 
 from __future__ import annotations
 
 import pytest
 
-from course_ws.fanout import STRATEGIES, Fanout, QueueFanout
-from course_ws.fanout_lab import run_fanout
+from course_ws.fanout.strategies import STRATEGIES, Fanout, QueueFanout
+from course_ws.lab.fanout import run_fanout
 
 MESSAGES, SIZE = 50, 8 * 1024  # 400 KiB for the stalled client: past every limit
 

@@ -27,9 +27,9 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.sync.client import connect
 
 from course_ws import BackgroundServer, serve_in_background
-from course_ws.listening import bind_listener
+from course_ws.clients.raw import ConnectionClosed, RawClient
+from course_ws.hosting.listening import bind_listener
 from course_ws.options import ServeOptions
-from course_ws.rawclient import ConnectionClosed, RawClient
 from course_ws.rfc6455 import (
     Frame,
     HttpHeadReader,

@@ -11,8 +11,8 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.sync.client import connect
 
 from course_ws import BackgroundServer, serve_in_background
-from course_ws.catalogue import UnknownServerError
-from course_ws.listening import BindError
+from course_ws.hosting.catalogue import UnknownServerError
+from course_ws.hosting.listening import BindError
 from course_ws.options import ServeOptions
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from course_ws.fanout_lab import stalled_client
+from course_ws.lab.fanout import stalled_client
 
 CONNECT_CONCURRENCY = 100
 """Handshakes in flight per process: enough to be quick, few enough for the listen backlog."""

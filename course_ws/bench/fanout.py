@@ -3,7 +3,7 @@
 Two questions, measured with the server in this process and its clients in two
 child processes (:mod:`course_ws.bench.crowd`):
 
-1. **Strategies** (:mod:`course_ws.fanout`): for each, with every client reading
+1. **Strategies** (:mod:`course_ws.fanout.strategies`): for each, with every client reading
    and with one client stalled (it stopped reading long ago and has 512 KiB
    waiting), how long messages take to reach the healthy clients (p50/p99 of
    send → receipt), how many arrive, and what the server holds for clients.
@@ -31,10 +31,10 @@ from importlib.metadata import version
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from course_ws.bench.crowd import Crowd
-from course_ws.fanout import SLOW_CLIENT_BUFFER, STRATEGIES, Fanout
-from course_ws.fanout import logger as fanout_logger
-from course_ws.fanout_lab import latency_percentile, shrink_send_buffer
-from course_ws.listening import bind_listener, socket_address
+from course_ws.fanout.strategies import SLOW_CLIENT_BUFFER, STRATEGIES, Fanout
+from course_ws.fanout.strategies import logger as fanout_logger
+from course_ws.hosting.listening import bind_listener, socket_address
+from course_ws.lab.fanout import latency_percentile, shrink_send_buffer
 from course_ws.options import ServeOptions
 from course_ws.rfc6455 import Opcode, encode_frame
 from course_ws.servers import chat

@@ -24,7 +24,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from course_ws.bench.crowd import Crowd
-from course_ws.listening import bind_listener, socket_address
+from course_ws.hosting.listening import bind_listener, socket_address
 from course_ws.options import ServeOptions
 from course_ws.servers import chat
 

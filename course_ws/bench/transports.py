@@ -44,6 +44,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from course_ws.hosting.background import BackgroundServer, serve_in_background
 from course_ws.rfc6455 import (
     FrameDecoder,
     HttpHeadReader,
@@ -55,7 +56,6 @@ from course_ws.rfc6455 import (
     generate_mask,
     parse_response,
 )
-from course_ws.runner import BackgroundServer, serve_in_background
 
 __all__ = [
     "FULL",

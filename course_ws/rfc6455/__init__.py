@@ -3,7 +3,7 @@
 This package is *sans-I/O*: it never touches a socket or an event loop.
 Every function takes bytes and returns values, or takes values and returns
 bytes.  The same code can then serve a blocking client
-(:mod:`course_ws.rawclient`), an asyncio server, or a test that feeds it one
+(:mod:`course_ws.clients.raw`), an asyncio server, or a test that feeds it one
 byte at a time — and it can be tested without a network.
 
 Reading order, one idea per module:

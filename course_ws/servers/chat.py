@@ -10,7 +10,7 @@ Production choices, each for a reason:
   client cannot stall the room.
 - **A slow client is dropped, not buffered forever.** ``broadcast`` has no
   backpressure; a member with more than 256 KiB unsent is closed with 1013
-  (:class:`course_ws.fanout.BoundedBroadcast`) and may resume with
+  (:class:`course_ws.fanout.strategies.BoundedBroadcast`) and may resume with
   ``?since=``. The kernel's send buffer is capped too (:data:`KERNEL_SEND_BUFFER`):
   left alone, Linux lets it grow to megabytes per connection before the server
   even sees a backlog.
@@ -40,16 +40,16 @@ from course_ws.chat.broker import Broker, MemoryBroker
 from course_ws.chat.protocol import ChatError, ErrorCode, guest_name, parse_say, valid_user
 from course_ws.chat.ratelimit import TokenBucket
 from course_ws.chat.rooms import LocalRooms
-from course_ws.fanout import BoundedBroadcast
+from course_ws.fanout.strategies import BoundedBroadcast
 from course_ws.options import ServeOptions
-from course_ws.servers.echo import echo
-from course_ws.servers.websockets_app import (
+from course_ws.servers._websockets_router import (
     Route,
-    RunningWebsockets,
+    StartedWebsockets,
     WebsocketsApp,
     start_websockets_app,
     text_response,
 )
+from course_ws.servers.echo import echo
 
 logger = logging.getLogger("course_ws.servers.chat")
 
@@ -163,7 +163,7 @@ async def start(
     sock: socket.socket,
     *,
     observe_publish: Callable[[float], None] | None = None,
-) -> RunningWebsockets:
+) -> StartedWebsockets:
     """Serve the chat on ``sock`` with an in-process broker."""
     broker = MemoryBroker(history_size=options.history_size)
     server = ChatServer(broker, options, observe_publish)

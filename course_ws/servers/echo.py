@@ -13,9 +13,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from course_ws.options import ServeOptions
-from course_ws.servers.websockets_app import (
+from course_ws.servers._websockets_router import (
     Route,
-    RunningWebsockets,
+    StartedWebsockets,
     WebsocketsApp,
     start_websockets_app,
 )
@@ -44,6 +44,6 @@ async def echo(websocket: ServerConnection) -> None:
 APP = WebsocketsApp(routes=(Route.at("/echo", echo),), pages={}, logger=logger)
 
 
-async def start(options: ServeOptions, sock: socket.socket) -> RunningWebsockets:
+async def start(options: ServeOptions, sock: socket.socket) -> StartedWebsockets:
     """Serve ``/echo`` on ``sock``."""
     return await start_websockets_app(APP, options, sock)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from course_ws import BackgroundServer, serve_in_background
-from course_ws.catalogue import CATALOGUE
+from course_ws.hosting.catalogue import CATALOGUE
 
 CHAT_SERVERS = [name for name, entry in CATALOGUE.items() if "/chat/{room}" in entry.endpoints]
 FAST = {"message_rate": 10_000.0, "message_burst": 10_000}

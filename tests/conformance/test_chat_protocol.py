@@ -22,9 +22,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws import serve_in_background
-from course_ws.chat.client import ChatClient, Event, chat_url
-from course_ws.fanout_lab import stalled_client
-from course_ws.rawclient import RawClient
+from course_ws.clients.chat import ChatClient, Event, chat_url
+from course_ws.clients.raw import RawClient
+from course_ws.lab.fanout import stalled_client
 from course_ws.rfc6455 import Opcode
 
 SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {

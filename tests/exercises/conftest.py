@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from course_ws.exercises import load_exercise
+from course_ws.tooling.exercises import load_exercise
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.sync.server import ServerConnection, serve
 
-from course_ws.rawclient import RawClient
+from course_ws.clients.raw import RawClient
 
 TIMEOUT = 3.0
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from course_ws.rawclient import ConnectionClosed, RawClient
+from course_ws.clients.raw import ConnectionClosed, RawClient
 from course_ws.rfc6455 import CloseCode, Frame, HandshakeError, Opcode, ProtocolError
 
 SIZES = [0, 125, 126, 65535, 65536, 2**20 - 1]

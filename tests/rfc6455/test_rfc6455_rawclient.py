@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
-from course_ws.rawclient import ConnectionClosed, RawClient
+from course_ws.clients.raw import ConnectionClosed, RawClient
 from course_ws.rfc6455 import (
     CloseCode,
     Frame,

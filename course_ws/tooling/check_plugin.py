@@ -1,6 +1,6 @@
 """A pytest plugin that records each exercise check as one friendly line.
 
-``course_ws.check`` runs an exercise's tests in a pytest subprocess with this
+``course_ws.check()`` runs an exercise's tests in a pytest subprocess with this
 plugin and reads the JSON it writes: per test, the first line of its docstring,
 the outcome, and the one-line reason for a failure (the assertion message,
 which the checks write as "expected ..., got ...").
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-REPORT_ENV = "COURSE_WS_CHECK_REPORT"
+from course_ws.tooling.checks import REPORT_ENV
 
 _results: list[dict[str, str]] = []
 _titles: dict[str, str] = {}

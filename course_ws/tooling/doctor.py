@@ -15,7 +15,7 @@ from importlib import metadata
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from course_ws.programs import PROGRAMS
+from course_ws.hosting.programs import PROGRAMS
 
 DISTRIBUTION = "course-ws"
 

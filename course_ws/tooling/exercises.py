@@ -26,11 +26,14 @@ class UnknownExerciseError(LookupError):
 def course_root() -> Path:
     """The folder holding ``exercises/``, ``solutions/`` and ``tests/``: the course checkout.
 
-    ``$COURSE_WS_ROOT`` wins; otherwise the folder above the installed package, which
-    is right for the editable install that ``make lab`` makes.
+    ``$COURSE_WS_ROOT`` wins; then the current folder and its parents (a learner
+    who copied the course checks *their* copy); then the folder above the installed
+    package, which is right for the editable install that ``make lab`` makes.
     """
     candidates = [Path(os.environ[ROOT_ENV])] if ROOT_ENV in os.environ else []
-    candidates.append(Path(__file__).resolve().parents[1])
+    here = Path.cwd().resolve()
+    candidates += [here, *here.parents]
+    candidates.append(Path(__file__).resolve().parents[2])
     for root in candidates:
         if (root / "exercises").is_dir() and (root / "tests" / "exercises").is_dir():
             return root

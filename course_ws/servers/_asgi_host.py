@@ -13,7 +13,7 @@ from course_ws.options import ServeOptions
 STARTUP_POLL = 0.01
 
 
-class RunningUvicorn:
+class StartedUvicorn:
     """A started uvicorn server running as a task on the current loop.
 
     uvicorn closes open WebSockets with 1012 (service restart) when it shuts
@@ -33,7 +33,7 @@ class RunningUvicorn:
 
 async def start_asgi_app(
     app: Any, options: ServeOptions, sock: socket.socket, **settings: Any
-) -> RunningUvicorn:
+) -> StartedUvicorn:
     """Serve the ASGI ``app`` on ``sock`` and return once uvicorn accepts connections.
 
     ``settings`` are extra :class:`uvicorn.Config` arguments. A failure during
@@ -58,4 +58,4 @@ async def start_asgi_app(
             task.result()  # raises what stopped uvicorn
             raise RuntimeError("uvicorn stopped during startup; see the server log")
         await asyncio.sleep(STARTUP_POLL)
-    return RunningUvicorn(server, task)
+    return StartedUvicorn(server, task)

@@ -1,7 +1,7 @@
 """A fan-out experiment small enough for a notebook: N listeners, one of them stalled.
 
 Everything runs on the caller's event loop (``await run_fanout(...)`` in a cell):
-a server using one :mod:`course_ws.fanout` strategy, ``clients`` healthy
+a server using one :mod:`course_ws.fanout.strategies` strategy, ``clients`` healthy
 listeners that record how long each message took to reach them, and optionally
 one client that stops reading. Socket buffers are shrunk on purpose, so the
 stalled client fills up after a few messages instead of a few megabytes.
@@ -25,8 +25,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from course_ws.fanout import Fanout
-from course_ws.fanout import logger as fanout_logger
+from course_ws.fanout.strategies import Fanout
+from course_ws.fanout.strategies import logger as fanout_logger
 
 SMALL_BUFFER = 8 * 1024
 """SO_SNDBUF/SO_RCVBUF for the experiment's sockets: a stalled client fills up quickly."""

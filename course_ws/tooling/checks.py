@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from course_ws.check_plugin import REPORT_ENV
-from course_ws.exercises import ROOT_ENV, find_exercise
+from course_ws.tooling.exercises import ROOT_ENV, find_exercise
 
+REPORT_ENV = "COURSE_WS_CHECK_REPORT"
+"""Where the pytest plugin (:mod:`.check_plugin`) writes its one-line results."""
 CHECK_TIMEOUT = 30
 """Seconds one check test may take before it counts as failed (a handler that never answers)."""
 RUN_TIMEOUT = 300
@@ -101,7 +102,7 @@ def check(name: str, *, solutions: bool = False) -> CheckReport:
             "pytest",
             str(exercise.check_file),
             "-p",
-            "course_ws.check_plugin",
+            "course_ws.tooling.check_plugin",
             "-p",
             "no:cacheprovider",
             # Plugins the checks do not use cost seconds to import, on every check:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from course_ws.servers.running import StartServer
+from course_ws.servers import StartServer
 
 
 class UnknownServerError(LookupError):

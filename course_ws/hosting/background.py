@@ -25,11 +25,11 @@ from dataclasses import fields
 from types import TracebackType
 from typing import Any
 
-from course_ws.catalogue import lookup
-from course_ws.listening import bind_listener, socket_address, url_host
+from course_ws.hosting.catalogue import lookup
+from course_ws.hosting.listening import bind_listener, socket_address, url_host
+from course_ws.hosting.logs import ServerLog, log_router
 from course_ws.options import ServeOptions
-from course_ws.server_logs import ServerLog, log_router
-from course_ws.servers.running import RunningServer, StartServer
+from course_ws.servers import StartedServer, StartServer
 
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 15.0
@@ -147,7 +147,7 @@ class BackgroundServer:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         self._main_task = asyncio.current_task()
-        running: RunningServer = await start(self.options, self._sock)
+        running: StartedServer = await start(self.options, self._sock)
         self._ready.set_result(None)
         try:
             await self._stop_requested.wait()
@@ -195,9 +195,9 @@ def _start_for(target: str | Callable[..., Any]) -> tuple[str, StartServer]:
         )
     name = getattr(target, "__name__", type(target).__name__)
     if _is_asgi_app(target):
-        from course_ws.servers.uvicorn_app import start_asgi_app
+        from course_ws.servers._asgi_host import start_asgi_app
 
-        async def start_asgi(options: ServeOptions, sock: socket.socket) -> RunningServer:
+        async def start_asgi(options: ServeOptions, sock: socket.socket) -> StartedServer:
             return await start_asgi_app(target, options, sock)
 
         return name, start_asgi
@@ -212,7 +212,7 @@ def _start_for(target: str | Callable[..., Any]) -> tuple[str, StartServer]:
             f"'async def {name}(websocket)'. The two-argument form (websocket, path) "
             f"was removed in websockets 14; read the path from websocket.request.path"
         )
-    from course_ws.servers.websockets_app import handler_start
+    from course_ws.servers._websockets_router import handler_start
 
     return name, handler_start(target)
 

@@ -24,7 +24,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from course_ws.options import ServeOptions
-from course_ws.servers.running import StartServer
+from course_ws.servers import StartServer
 
 RouteHandler = Callable[..., Awaitable[None]]
 RequestCheck = Callable[[Request, dict[str, str]], "Response | None"]
@@ -101,7 +101,7 @@ class WebsocketsApp:
         await route.handler(websocket, **params)
 
 
-class RunningWebsockets:
+class StartedWebsockets:
     """A started ``websockets`` server; :meth:`aclose` closes every client with 1001."""
 
     def __init__(
@@ -125,7 +125,7 @@ async def start_websockets_app(
     *,
     cleanup: Callable[[], Awaitable[None]] | None = None,
     **settings: Any,
-) -> RunningWebsockets:
+) -> StartedWebsockets:
     """Serve ``app`` on ``sock`` with every limit set explicitly from ``options``.
 
     ``settings`` override the defaults below (for example ``compression=None``);
@@ -149,7 +149,7 @@ async def start_websockets_app(
         logger=app.logger,
         **limits,
     )
-    return RunningWebsockets(server, cleanup)
+    return StartedWebsockets(server, cleanup)
 
 
 def handler_start(handler: RouteHandler) -> StartServer:
@@ -160,7 +160,7 @@ def handler_start(handler: RouteHandler) -> StartServer:
         logger=logging.getLogger(f"course_ws.servers.{getattr(handler, '__name__', 'handler')}"),
     )
 
-    async def start(options: ServeOptions, sock: socket.socket) -> RunningWebsockets:
+    async def start(options: ServeOptions, sock: socket.socket) -> StartedWebsockets:
         return await start_websockets_app(app, options, sock)
 
     return start

@@ -1,0 +1,8 @@
+"""Hosting: starting servers by name, on sockets bound here, in the background of a notebook.
+
+:mod:`.catalogue` names every server, :mod:`.listening` binds listening sockets
+with errors that say what to do, :mod:`.background` runs a server in a thread
+of its own (``serve_in_background``), :mod:`.logs` keeps its log lines out of
+notebook cells, and :mod:`.programs` finds the external programs (redis-server,
+nginx, chromium) that later chapters start.
+"""
