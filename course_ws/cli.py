@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,46 +21,30 @@ from typing import NoReturn
 
 from course_ws.bench import BENCHMARKS
 from course_ws.hosting.catalogue import CATALOGUE, CatalogueEntry, lookup
+from course_ws.hosting.flags import add_option_flags, options_from_args
 from course_ws.hosting.listening import BindError, bind_listener, socket_address, url_host
 from course_ws.hosting.logs import LOG_FORMAT
-from course_ws.options import LOG_LEVELS, ServeOptions
+from course_ws.options import ServeOptions
 
 USAGE_ERROR = 2
-SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 10**6,
-    "mb": 10**6,
-    "mib": 2**20,
-}
+SERVE_DEFAULTS = ServeOptions(port=8000, log_level="info")
+"""What ``course-ws serve`` uses for a flag left out: ServeOptions' own defaults but two.
+
+Those defaults suit the runner and the tests (any free port, warnings only); at a
+shell, a port to remember and the server's info lines are friendlier.
+"""
+
+
+def usage_line(prog: str, message: str) -> str:
+    """The one line a usage error prints: ``course-ws serve: error: ... (see ... --help)``."""
+    return f"{prog}: error: {message} (see {prog} --help)\n"
 
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line: ``course-ws serve: error: ...``."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def port_number(text: str) -> int:
-    """A TCP port, 0 meaning "any free port"."""
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a port number (0-65535; 0 picks a free one)"
-        )
-    return int(text)
-
-
-def byte_size(text: str) -> int:
-    """A size such as ``65536``, ``64KiB`` or ``1MiB``."""
-    found = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
-    unit = found.group(2).lower() if found else ""
-    if not found or unit not in SIZE_UNITS or int(found.group(1)) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (examples: 65536, 64KiB, 1MiB)")
-    return int(found.group(1)) * SIZE_UNITS[unit]
+        self.exit(USAGE_ERROR, usage_line(self.prog, message))
 
 
 def server_name(text: str) -> str:
@@ -81,10 +64,7 @@ def build_parser() -> OneLineParser:
 
     serve = commands.add_parser("serve", help="run a catalogue server until Ctrl+C")
     serve.add_argument("name", type=server_name, help="a server from `course-ws list`")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=port_number, default=8000, help="0 picks a free port (8000)")
-    serve.add_argument("--max-size", type=byte_size, default=2**20, help="largest message (1MiB)")
-    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(info)")
+    add_option_flags(serve, SERVE_DEFAULTS)
 
     check = commands.add_parser("check", help="check an exercise")
     check.add_argument("exercise", help="the exercise's name, e.g. shout")
@@ -126,10 +106,12 @@ async def serve_until_signalled(entry: CatalogueEntry, options: ServeOptions) ->
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    options = ServeOptions(
-        host=args.host, port=args.port, max_size=args.max_size, log_level=args.log_level
-    )
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:  # a value each flag accepts, in a combination ServeOptions refuses
+        print(usage_line("course-ws serve", str(exc)), end="", file=sys.stderr)
+        return USAGE_ERROR
+    logging.basicConfig(level=options.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     try:
         asyncio.run(serve_until_signalled(lookup(args.name), options))
     except BindError as exc:

@@ -3,13 +3,34 @@
 One frozen dataclass travels from the command line (``course-ws serve``), the
 notebook runner (``serve_in_background``) and the tests to the server that
 starts. Servers read only the fields they support; the catalogue says which.
+
+Every fact about an option is declared here, once. The string under a field is
+its help text (``course-ws serve --help`` shows it), and its annotation says
+what the command line accepts: ``Bytes`` takes ``64KiB``, ``Seconds`` takes
+``500ms``, ``... | None`` also takes ``off``. A new field becomes a
+``course-ws serve`` flag and a ``serve_in_background`` keyword by itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Literal, TypeAlias, get_args
 
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+class Unit(Enum):
+    """What a number counts, so that the command line can read ``64KiB`` or ``500ms``."""
+
+    BYTES = "bytes"
+    SECONDS = "seconds"
+
+
+Bytes: TypeAlias = Annotated[int, Unit.BYTES]
+"""A size in bytes: ``65536``; the command line also takes ``64KiB``, ``1MiB`` or ``1MB``."""
+Seconds: TypeAlias = Annotated[float, Unit.SECONDS]
+"""A duration in seconds: ``1.5``; the command line also takes ``500ms``, ``20s`` or ``2m``."""
+LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,22 +38,41 @@ class ServeOptions:
     """How to start a server: where it listens and the limits it enforces."""
 
     host: str = "127.0.0.1"
+    """Address to listen on; ``0.0.0.0`` accepts connections from other machines too."""
     port: int = 0
-    max_size: int = 2**20
+    """TCP port to listen on; 0 picks a free one."""
+    max_size: Bytes = 2**20
     """Largest incoming message in bytes; a bigger one closes the socket with 1009."""
-    ping_interval: float | None = 20.0
-    """Seconds between keepalive pings; ``None`` turns keepalive off."""
-    ping_timeout: float | None = 20.0
+    ping_interval: Seconds | None = 20.0
+    """Seconds between keepalive pings; ``None`` (``off`` on the command line): no keepalive."""
+    ping_timeout: Seconds | None = 20.0
     """Seconds to wait for the pong before the peer counts as dead (close 1011)."""
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
+    """Least severe server log lines to keep; ``debug`` is the most talkative."""
     message_rate: float = 10.0
-    """Chat messages a connection may send per second, on average."""
+    """Chat messages a client address may send per second, on average, all its connections
+    together (reconnecting gains nothing)."""
     message_burst: int = 20
-    """Chat messages a connection may send at once before the rate applies."""
+    """Chat messages a client address may send at once before the rate applies."""
     history_size: int = 1000
     """Messages each chat room remembers for clients that resume with ``?since=``."""
     presence_limit: int = 100
     """Rooms with more members than this announce no joins and leaves (see the chat protocol)."""
+    send_timeout: Seconds = 10.0
+    """Seconds a send to a client that is not reading may wait before it is closed with 1013."""
+    close_timeout: Seconds = 5.0
+    """Seconds the close handshake may take before the TCP connection is aborted."""
+    history_bytes: Bytes = 2**20
+    """Bytes of messages each chat room remembers (the count limit applies too)."""
+    connect_rate: float = 20.0
+    """WebSocket connections a client address may open per second, on average (429 beyond)."""
+    connect_burst: int = 100
+    """Connections a client address may open at once before the rate applies."""
+    max_connections_per_address: int = 256
+    """Open WebSocket connections one client address may hold (429 beyond)."""
+    trusted_proxy: tuple[str, ...] = ()
+    """Address of a reverse proxy whose X-Forwarded-For names the real client (repeatable);
+    limits per address then apply to that client, not to the proxy."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -51,3 +91,13 @@ class ServeOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None, got {value}")
+        if self.history_bytes < 1:
+            raise ValueError(f"history_bytes must be at least 1, got {self.history_bytes}")
+        if self.connect_rate <= 0 or self.connect_burst < 1:
+            raise ValueError("connect_rate must be positive and connect_burst at least 1")
+        if self.max_connections_per_address < 1:
+            raise ValueError("max_connections_per_address must be at least 1")
+        for name in ("send_timeout", "close_timeout"):
+            value = getattr(self, name)
+            if not value > 0:  # also refuses NaN
+                raise ValueError(f"{name} must be a positive number of seconds, got {value}")

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from websockets.sync.client import connect
 
 from course_ws import serve_in_background
 from course_ws.hosting.catalogue import CATALOGUE
+from course_ws.options import ServeOptions
 
 COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 
@@ -54,13 +56,24 @@ def test_list_shows_every_server_with_its_endpoints():
     assert "endpoints: /echo, GET /healthz" in done.stdout
 
 
+def test_serve_help_has_a_flag_for_every_option():
+    done = run("serve", "chat", "--help")
+    assert done.returncode == 0
+    for field in fields(ServeOptions):
+        assert f"--{field.name.replace('_', '-')} " in done.stdout, field.name
+    assert re.search(r"--port N\s+TCP port .*\(default:\s+8000\)", done.stdout, re.S)
+    assert re.search(r"--max-size SIZE\s+Largest .*\(default:\s+1MiB\)", done.stdout, re.S)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["serve", "nope"], f"unknown server 'nope'; choose from {', '.join(CATALOGUE)}"),
-        (["serve", "echo", "--port", "x"], "'x' is not a port number"),
-        (["serve", "echo", "--port", "70000"], "'70000' is not a port number"),
+        (["serve", "echo", "--port", "x"], "argument --port: 'x' is not a whole number"),
+        (["serve", "echo", "--port", "70000"], "--port must be 0..65535, got 70000"),
         (["serve", "echo", "--max-size", "lots"], "'lots' is not a size"),
+        (["serve", "chat", "--ping-interval=-3s"], "--ping-interval: '-3s' is not a duration"),
+        (["serve", "chat", "--history-size", "0"], "--history-size must be at least 1, got 0"),
         (["serve", "echo", "--log-level", "loud"], "invalid choice: 'loud'"),
         (["check", "nope"], "no exercise called 'nope'; the exercises are: "),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
