@@ -31,6 +31,7 @@ from course_ws.clients.raw import ConnectionClosed, RawClient
 from course_ws.hosting.listening import bind_listener
 from course_ws.options import ServeOptions
 from course_ws.rfc6455 import (
+    MAX_FRAGMENTS,
     Frame,
     HttpHeadReader,
     Opcode,
@@ -65,8 +66,13 @@ def either(request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
 
 def open_socket(server: BackgroundServer, path: str = "/echo") -> tuple[socket.socket, RawClient]:
     """Handshake by hand; return the socket (to send anything at all) and a RawClient reading it."""
-    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
-    request, key = build_request(f"{server.host}:{server.port}", path)
+    return open_socket_at(server.host, server.port, path)
+
+
+def open_socket_at(host: str, port: int, path: str = "/echo") -> tuple[socket.socket, RawClient]:
+    """:func:`open_socket` for a server that is not a BackgroundServer."""
+    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    request, key = build_request(f"{host}:{port}", path)
     sock.sendall(request)
     reader = HttpHeadReader()
     result = None
@@ -288,6 +294,73 @@ PROTOCOL_ERRORS = {
 @pytest.mark.parametrize(("data", "code"), PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
 def test_protocol_errors_are_closed_with_the_right_code(either, data, code):
     assert close_code_after(either, data) == code
+
+
+# -- fragment floods (raw only: websockets caps a message's size, not its fragments) ---
+
+
+def test_message_in_too_many_fragments_is_closed_with_1009(server):
+    """1 MiB in 1-byte fragments used to be buffered as a million objects (~44 MB)."""
+    flood = masked(Opcode.TEXT, b"a", fin=False) + masked(Opcode.CONT, b"a", fin=False) * 2000
+    assert close_code_after(server, flood) == 1009
+
+
+def test_endless_empty_continuation_frames_are_closed_with_1009(server):
+    """Empty fragments add no bytes: only the fragment cap stops a message that never ends."""
+    flood = masked(Opcode.BINARY, b"", fin=False) + masked(Opcode.CONT, b"", fin=False) * 5000
+    assert close_code_after(server, flood) == 1009
+
+
+def test_fragments_up_to_the_cap_make_a_message(server):
+    pieces = [bytes([n % 256]) for n in range(MAX_FRAGMENTS)]
+    with RawClient.connect(server.url + "/echo", timeout=TIMEOUT) as client:
+        client.send_fragmented(pieces, Opcode.BINARY)
+        assert client.recv_frame() == Frame(Opcode.BINARY, b"".join(pieces))
+
+
+def test_a_flood_of_tiny_frames_does_not_hog_the_event_loop(monkeypatch):
+    """Between two turns of another task, the server handles a few hundred frames at most.
+
+    Before, it decoded a whole 64 KiB read at once: 11,000 empty fragments, and
+    every other client of the loop waited ~100 ms at a time.
+    """
+    burst = 0
+    handle = raw.RawConnection._on_frame
+
+    def counting(self: raw.RawConnection, frame: Frame, assembler: object) -> bool:
+        nonlocal burst
+        burst += 1
+        return handle(self, frame, assembler)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(raw.RawConnection, "_on_frame", counting)
+    message = (
+        masked(Opcode.BINARY, b"", fin=False)
+        + masked(Opcode.CONT, b"", fin=False) * 1000
+        + masked(Opcode.CONT, b"")
+    )
+    count = 50
+
+    def flood(port: int) -> None:
+        sock, client = open_socket_at("127.0.0.1", port)
+        with sock:
+            sock.sendall(message * count)
+            for _ in range(count):
+                assert client.recv_frame() == Frame(Opcode.BINARY, b"")
+
+    async def measure() -> None:
+        nonlocal burst
+        sock = bind_listener("127.0.0.1", 0)
+        running = await raw.start(ServeOptions(), sock)
+        sender = asyncio.create_task(asyncio.to_thread(flood, sock.getsockname()[1]))
+        worst = 0
+        while not sender.done():
+            await asyncio.sleep(0)  # another task of the same loop, taking its turns
+            worst, burst = max(worst, burst), 0
+        await sender
+        await running.aclose()
+        assert 0 < worst <= raw.TURN_SIZE // 6 + 1, f"{worst} frames in one turn"
+
+    run_in_own_loop(measure)
 
 
 def test_length_not_minimally_encoded_is_a_1002(server):

@@ -17,7 +17,7 @@ Reading order, one idea per module:
 7. :mod:`.assembler` — fragmented frames back into text or binary messages.
 """
 
-from .assembler import MessageAssembler
+from .assembler import MAX_FRAGMENTS, MessageAssembler
 from .close import Close, build_close, explain_close_code, is_valid_close_code, parse_close
 from .constants import (
     CLOSE_CODE_EXPLANATIONS,
@@ -39,10 +39,13 @@ from .handshake import (
     build_error_response,
     build_request,
     build_response,
+    check_host,
     check_response,
+    check_version,
     generate_key,
     parse_request,
     parse_response,
+    split_target,
     validate_request,
 )
 from .masking import generate_mask, mask_bytes, mask_bytes_naive
@@ -52,6 +55,7 @@ __all__ = [
     "GUID",
     "MAX_CLOSE_REASON",
     "MAX_CONTROL_PAYLOAD",
+    "MAX_FRAGMENTS",
     "MAX_HEAD_SIZE",
     "WEBSOCKET_VERSION",
     "Close",
@@ -71,7 +75,9 @@ __all__ = [
     "build_error_response",
     "build_request",
     "build_response",
+    "check_host",
     "check_response",
+    "check_version",
     "encode_frame",
     "explain_close_code",
     "generate_key",
@@ -82,5 +88,6 @@ __all__ = [
     "parse_close",
     "parse_request",
     "parse_response",
+    "split_target",
     "validate_request",
 ]

@@ -34,6 +34,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .constants import GUID, WEBSOCKET_VERSION
 from .errors import HandshakeError, reason_phrase
@@ -47,10 +48,13 @@ __all__ = [
     "build_error_response",
     "build_request",
     "build_response",
+    "check_host",
     "check_response",
+    "check_version",
     "generate_key",
     "parse_request",
     "parse_response",
+    "split_target",
     "validate_request",
 ]
 
@@ -70,8 +74,16 @@ _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _HTTP_VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
 _STATUS_CODE = re.compile(r"[0-9]{3}")
 _REQUEST_PATH = re.compile(r"/[\x21-\x7e]*")  # visible ASCII: no space, no CR/LF
+# RFC 3986 §3.3: a path is segments of pchar (unreserved, sub-delims, ":", "@"
+# and %XX); "[", "]", "|", "#", "%" alone, spaces and non-ASCII must be encoded.
+_TARGET_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+# The query is the application's to read; we only refuse what makes the target
+# ambiguous ("#", spaces, controls, non-ASCII). Browsers leave "[]{}|^`\\" raw there.
+_TARGET_QUERY = re.compile(r"[\x21\x22\x24-\x7e]*")
+_TARGET_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 
 _BAD_REQUEST = 400
+_METHOD_NOT_ALLOWED = 405
 _UPGRADE_REQUIRED = 426
 _HEAD_TOO_LARGE = 431
 _BAD_GATEWAY = 502  # the client's verdict on an invalid response
@@ -140,24 +152,104 @@ def parse_request(data: bytes) -> Request:
     return Request(method, path, _parse_version(version, _BAD_REQUEST), headers)
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """Split a request target into its path and query; HandshakeError 400 if it is not one.
+
+    Servers route on the path, and ``urllib.parse.urlsplit`` alone is the wrong
+    tool for it: it raises ValueError on targets such as ``//[`` or
+    ``http://[::1/echo`` (a crash where a 400 belongs), and it reads the
+    origin-form ``//evil/echo`` as host ``evil`` and path ``/echo``. So every
+    server splits targets here, and only here (RFC 9112 §3.2):
+
+    * origin-form ``/path?query`` (what clients send): split at the first ``?``;
+    * absolute-form ``ws://host:port/path?query`` (which a server MUST accept):
+      the path and query of the URL, ``/`` if it has no path.
+
+    Anything else (``*``, ``host:port``, a fragment, a path character that must
+    be percent-encoded such as ``[`` or ``|``) is refused. The path is *not*
+    percent-decoded: a route is matched as it was sent.
+    """
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+    elif "://" in target:
+        try:
+            parts = urlsplit(target)
+        except ValueError as exc:
+            raise _bad_target(target, str(exc)) from None
+        if parts.scheme.lower() not in _TARGET_SCHEMES:
+            raise _bad_target(target, f"scheme {parts.scheme!r} is not http(s) or ws(s)")
+        if not parts.netloc:
+            raise _bad_target(target, "an absolute URL needs a host")
+        if "#" in target:
+            raise _bad_target(target, "'#': a fragment has no place in a request")
+        path, query = parts.path or "/", parts.query
+    else:
+        raise _bad_target(target, "it must start with / (or be an absolute http or ws URL)")
+    for part, allowed in ((path, _TARGET_PATH), (query, _TARGET_QUERY)):
+        match = allowed.match(part)
+        end = match.end() if match else 0
+        if end < len(part):
+            char = part[end]
+            if char == "#":
+                raise _bad_target(target, "'#': a fragment has no place in a request")
+            if char == "%":
+                raise _bad_target(target, "'%' must be followed by two hex digits")
+            raise _bad_target(target, f"{char!a} must be percent-encoded")
+    return path, query
+
+
+def check_host(request: Request) -> None:
+    """Require exactly one non-empty ``Host`` header, or raise HandshakeError 400.
+
+    RFC 9112 §3.2 makes this a 400 for *any* HTTP/1.1 request, and RFC 6455
+    §4.2.1 requires it of a handshake: a server behind a shared address (a
+    proxy, virtual hosts) cannot know which site was meant without it, and two
+    Hosts are a classic request-smuggling trick. Only HTTP/1.0 may omit it.
+    """
+    host = request.headers.get("host")
+    if host is None and request.version < (1, 1):
+        return
+    if not host or "," in host:  # repeated headers were joined with ", "
+        raise HandshakeError(_BAD_REQUEST, "expected exactly one Host header")
+
+
+def check_version(request: Request) -> None:
+    """Require ``Sec-WebSocket-Version: 13``, or raise HandshakeError 426 that names it.
+
+    §4.2.2 wants the refusal to carry ``Sec-WebSocket-Version: 13``, so that a
+    client speaking an older draft (8 was common) learns what to retry with;
+    a bare 400 would leave it guessing.
+    """
+    version = request.headers.get("sec-websocket-version")
+    if version != WEBSOCKET_VERSION:
+        raise HandshakeError(
+            _UPGRADE_REQUIRED,
+            f"Sec-WebSocket-Version is {version!r}, expected {WEBSOCKET_VERSION!r}",
+            headers=[("Sec-WebSocket-Version", WEBSOCKET_VERSION)],
+        )
+
+
 def validate_request(request: Request) -> str:
     """Check a request is a WebSocket handshake; return its ``Sec-WebSocket-Key``.
 
     The checks follow the list in RFC 6455 §4.2.1 in order.  Each failure
     raises a HandshakeError whose reason names the offending header; all are
-    400 Bad Request except an unsupported version, answered with 426 Upgrade
-    Required and a ``Sec-WebSocket-Version: 13`` header (§4.2.2) so that the
-    client can retry with a version we speak.
+    400 Bad Request except two, which say what would work instead: another
+    method gets 405 Method Not Allowed with ``Allow: GET``, and an unsupported
+    version gets 426 Upgrade Required with ``Sec-WebSocket-Version: 13``
+    (§4.2.2), so that the client can retry with a version we speak.
     """
     headers = request.headers
     if request.method != "GET":
-        raise HandshakeError(_BAD_REQUEST, f"method is {request.method}, expected GET")
+        raise HandshakeError(
+            _METHOD_NOT_ALLOWED,
+            f"method is {request.method}, expected GET",
+            headers=[("Allow", "GET")],
+        )
     if request.version < (1, 1):
         major, minor = request.version
         raise HandshakeError(_BAD_REQUEST, f"HTTP/{major}.{minor} is too old, expected HTTP/1.1")
-    host = headers.get("host", "")
-    if not host or "," in host:
-        raise HandshakeError(_BAD_REQUEST, "expected exactly one Host header")
+    check_host(request)
     _require_token(headers, "Upgrade", "websocket", _BAD_REQUEST)
     _require_token(headers, "Connection", "upgrade", _BAD_REQUEST)
     key = headers.get("sec-websocket-key")
@@ -171,13 +263,7 @@ def validate_request(request: Request) -> str:
         raise HandshakeError(
             _BAD_REQUEST, f"Sec-WebSocket-Key must be base64 of 16 bytes, got {key!r}"
         )
-    version = headers.get("sec-websocket-version")
-    if version != WEBSOCKET_VERSION:
-        raise HandshakeError(
-            _UPGRADE_REQUIRED,
-            f"Sec-WebSocket-Version is {version!r}, expected {WEBSOCKET_VERSION!r}",
-            headers=[("Sec-WebSocket-Version", WEBSOCKET_VERSION)],
-        )
+    check_version(request)
     return key
 
 
@@ -358,6 +444,12 @@ def _parse_head(data: bytes, error_status: int) -> tuple[str, dict[str, str]]:
         name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return start_line, headers
+
+
+def _bad_target(target: str, why: str) -> HandshakeError:
+    """A 400 that quotes the start of ``target`` (it may be 8 KiB long) and says why."""
+    shown = ascii(target[:60]) + ("..." if len(target) > 60 else "")
+    return HandshakeError(_BAD_REQUEST, f"bad request target {shown}: {why}")
 
 
 def _parse_version(text: str, error_status: int) -> tuple[int, int]:

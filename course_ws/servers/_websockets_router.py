@@ -6,6 +6,15 @@ answer like the others, so this module adds the little HTTP they need during
 the opening handshake (``process_request``): ``GET /healthz`` for load
 balancers, plain pages such as the chat client, and 404 for unknown paths, before
 any WebSocket is accepted.
+
+``process_request`` runs before ``websockets`` checks the handshake itself, on
+a request whose target and headers nobody has validated yet; an exception there
+becomes a 500 with a traceback per hostile client. So it never trusts the
+request: the target is split by :func:`course_ws.rfc6455.split_target` (400 if
+it is not one), and two rules ``websockets`` leaves to the HTTP stack come from
+the same codec as the ``raw`` server's: exactly one ``Host`` (400), and a 426
+with ``Sec-WebSocket-Version: 13`` for another version (``websockets`` answers a
+bare 400 there).
 """
 
 from __future__ import annotations
@@ -17,17 +26,17 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from course_ws import rfc6455
 from course_ws.options import ServeOptions
 from course_ws.servers import StartServer
 
 RouteHandler = Callable[..., Awaitable[None]]
-RequestCheck = Callable[[Request, dict[str, str]], "Response | None"]
+RequestCheck = Callable[[ServerConnection, Request, dict[str, str]], "Response | None"]
 """Refuse a handshake with an HTTP response (say, 400 for a bad query) or return ``None``."""
 
 CLOSE_TIMEOUT = 5.0
@@ -63,6 +72,28 @@ def text_response(
     return Response(status, http.HTTPStatus(status).phrase, headers, data)
 
 
+def refusal(error: rfc6455.HandshakeError) -> Response:
+    """The HTTP answer to a handshake the codec refused: its status, reason and headers."""
+    response = text_response(error.status, f"{error.reason}\n")
+    for name, value in error.headers:
+        response.headers[name] = value
+    return response
+
+
+def codec_request(request: Request) -> rfc6455.Request:
+    """The same request as :mod:`course_ws.rfc6455` sees it, so that its checks apply as-is.
+
+    Names are lowercased and a repeated header is joined with ", ", as the
+    codec's own parser does (two Hosts then read ``"a, b"``: refused).
+    """
+    headers: dict[str, str] = {}
+    for name, value in request.headers.raw_items():
+        name = name.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    version = (1, 1) if request.protocol == "HTTP/1.1" else (1, 0)  # websockets parses no other
+    return rfc6455.Request(request.method, request.path, version, headers)
+
+
 @dataclass(frozen=True)
 class WebsocketsApp:
     """Routes and pages of one server; ``handler`` and ``process_request`` plug into ``serve``."""
@@ -80,8 +111,19 @@ class WebsocketsApp:
         return None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer plain HTTP requests; let WebSocket upgrades on known routes through."""
-        path = urlsplit(request.path).path
+        """Answer plain HTTP requests; let WebSocket upgrades on known routes through.
+
+        The order matches the ``raw`` server's: a bad target or Host (400),
+        then the path (404), then the WebSocket version (426); ``websockets``
+        checks the rest of the handshake (405 for another method, ...) after us.
+        """
+        checked = codec_request(request)
+        try:
+            path, _ = rfc6455.split_target(checked.path)
+            rfc6455.check_host(checked)
+        except rfc6455.HandshakeError as error:
+            self.logger.info("refused %s %.80s: %s", request.method, request.path, error)
+            return refusal(error)
         if path == "/healthz":
             return text_response(200, "ok\n")
         if path in self.pages and "upgrade" not in request.headers.get("Connection", "").lower():
@@ -89,14 +131,24 @@ class WebsocketsApp:
         found = self.find(path)
         if found is None:
             return text_response(404, f"no WebSocket endpoint at {path}\n")
+        if request.method == "GET" and "upgrade" in checked.headers:
+            try:
+                rfc6455.check_version(checked)
+            except rfc6455.HandshakeError as error:
+                self.logger.info("refused %s: %s", path, error)
+                return refusal(error)
         route, params = found
-        return route.check(request, params) if route.check else None
+        return route.check(connection, request, params) if route.check else None
 
     async def handler(self, websocket: ServerConnection) -> None:
         """Dispatch an accepted connection to its route's handler."""
-        found = self.find(urlsplit(websocket.request.path).path)
+        request = websocket.request
+        if request is None:  # not reachable: handlers run after the handshake
+            raise RuntimeError("a connection without its opening request")
+        path, _ = rfc6455.split_target(request.path)  # process_request checked it
+        found = self.find(path)
         if found is None:  # process_request has already refused such paths
-            raise RuntimeError(f"no route for {websocket.request.path}")
+            raise RuntimeError(f"no route for {request.path}")
         route, params = found
         await route.handler(websocket, **params)
 

@@ -11,8 +11,11 @@ the client...                             the server...
 ========================================  ==============================================
 sends nothing within HANDSHAKE_TIMEOUT    answers ``408`` and hangs up
 sends a head that is not HTTP             answers ``400`` naming what is wrong
+sends a target that is not a path or URL  answers ``400`` naming what is wrong
+omits Host (or sends two) in HTTP/1.1     answers ``400``
 ``GET /healthz``                          answers ``200 ok``
 asks for any path but ``/echo``           answers ``404`` before any upgrade
+upgrades ``/echo`` with another method    answers ``405`` with ``Allow: GET``
 upgrades ``/echo`` without a header       answers ``400`` naming the header
 upgrades with a version other than 13     answers ``426`` with ``Sec-WebSocket-Version: 13``
 upgrades ``/echo`` correctly              answers ``101`` (no extension, even if offered)
@@ -25,6 +28,8 @@ sends CLOSE without a code                answers an empty CLOSE, hangs up
 breaks a framing rule                     sends CLOSE 1002, hangs up
 sends text that is not UTF-8              sends CLOSE 1007, hangs up
 sends a message over ``max_size``         sends CLOSE 1009, hangs up
+sends a message in over 1024 fragments    sends CLOSE 1009, hangs up
+floods frames (empty continuations...)    is decoded 4 KiB at a time: others get turns
 ignores a keepalive PING too long         sends CLOSE 1011, hangs up
 is connected when the server stops        gets CLOSE 1001 (going away)
 does not answer our CLOSE in time         is dropped after CLOSE_TIMEOUT
@@ -45,7 +50,6 @@ import logging
 import secrets
 import socket
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from course_ws.options import ServeOptions
 from course_ws.rfc6455 import (
@@ -61,9 +65,11 @@ from course_ws.rfc6455 import (
     build_close,
     build_error_response,
     build_response,
+    check_host,
     encode_frame,
     parse_close,
     parse_request,
+    split_target,
     validate_request,
 )
 
@@ -79,6 +85,14 @@ CLOSE_TIMEOUT = 5.0
 
 READ_SIZE = 65536
 """Bytes asked of the socket at a time: the most one read can add to our buffers."""
+
+TURN_SIZE = 4096
+"""Bytes decoded between two yields to the event loop, so that no client hogs it.
+
+A read can return 64 KiB of 6-byte frames (empty continuations, pings): about
+11,000 frames, some 50 ms of work during which every other client waits, and
+``read()`` does not yield while data is buffered. 4 KiB is at most 683 frames,
+a couple of milliseconds."""
 
 ECHO_PATH = "/echo"
 HEALTH_PATH = "/healthz"
@@ -183,7 +197,8 @@ class RawConnection:
         head, received = result
         try:
             request = parse_request(head)
-            path = urlsplit(request.path).path  # the query string doesn't choose the route
+            path, _ = split_target(request.path)  # the query string doesn't choose the route
+            check_host(request)
             if path == HEALTH_PATH:
                 if request.method != "GET":
                     raise HandshakeError(
@@ -244,19 +259,24 @@ class RawConnection:
     async def _receive_until_closed(self, received: bytes) -> None:
         """Feed bytes to the codec and act on each frame; return when it's time to hang up."""
         decoder = FrameDecoder(role="server", max_size=self.options.max_size)
+        # The assembler also caps fragments per message (MAX_FRAGMENTS, 1009) and
+        # holds a message's payload in one buffer: a flood of tiny or empty
+        # continuation frames costs neither unbounded memory nor a message forever.
         assembler = MessageAssembler(max_size=self.options.max_size)
         data = received
         while True:
-            try:
-                for frame in decoder.feed(data):
-                    if self._on_frame(frame, assembler):
-                        return
-            except ProtocolError as exc:
-                # "Fail the WebSocket connection" (§7.1.7): say why, then stop
-                # reading frames — the decoder is dead after a protocol error.
-                logger.info("%s broke the protocol: %s", self.peer, exc)
-                self._send_close(exc.code, exc.reason)
-                return
+            for start in range(0, len(data), TURN_SIZE):
+                try:
+                    for frame in decoder.feed(data[start : start + TURN_SIZE]):
+                        if self._on_frame(frame, assembler):
+                            return
+                except ProtocolError as exc:
+                    # "Fail the WebSocket connection" (§7.1.7): say why, then stop
+                    # reading frames — the decoder is dead after a protocol error.
+                    logger.info("%s broke the protocol: %s", self.peer, exc)
+                    self._send_close(exc.code, exc.reason)
+                    return
+                await asyncio.sleep(0)  # fairness: let other clients in (TURN_SIZE)
             await self.writer.drain()  # backpressure: a slow reader slows only itself
             data = await self.reader.read(READ_SIZE)
             if not data:

@@ -1,12 +1,20 @@
 """Message assembly: fragmentation rules, message size and UTF-8 validation."""
 
 import itertools
+import tracemalloc
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from course_ws.rfc6455 import CloseCode, Frame, MessageAssembler, Opcode, ProtocolError
+from course_ws.rfc6455 import (
+    MAX_FRAGMENTS,
+    CloseCode,
+    Frame,
+    MessageAssembler,
+    Opcode,
+    ProtocolError,
+)
 
 TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 
@@ -120,3 +128,72 @@ def test_binary_messages_are_not_utf8_checked() -> None:
 def test_control_frames_are_the_callers_job(opcode: Opcode) -> None:
     with pytest.raises(ValueError, match="control frame"):
         MessageAssembler().feed(Frame(opcode, b""))
+
+
+# -- fragment floods: what a message in pieces may cost ----------------------------
+
+
+def feed_until_refused(assembler: MessageAssembler, fragment: Frame, limit: int) -> ProtocolError:
+    """Feed ``fragment`` again and again; the error that stops it, checking memory each time."""
+    for _ in range(limit):
+        assert assembler.max_size is None or assembler.buffered <= assembler.max_size
+        try:
+            assembler.feed(fragment)
+        except ProtocolError as exc:
+            return exc
+    raise AssertionError(f"{limit} fragments and still accepted")
+
+
+def test_fragment_count_is_capped_with_1009() -> None:
+    assembler = MessageAssembler(max_fragments=4)
+    pieces = [Frame(BINARY, b"a", fin=False), Frame(CONT, b"", fin=False), Frame(CONT, b"b")]
+    assert [assembler.feed(frame) for frame in pieces] == [None, None, b"ab"]  # 3 fragments
+    for frame in [Frame(BINARY, b"", fin=False), *[Frame(CONT, b"", fin=False)] * 3]:
+        assert assembler.feed(frame) is None  # 4 fragments: at the cap, still fine
+    with pytest.raises(ProtocolError) as info:
+        assembler.feed(Frame(CONT, b"z"))
+    assert info.value.code == CloseCode.MESSAGE_TOO_BIG
+    assert "more than 4 fragments" in info.value.reason
+
+
+def test_default_fragment_cap() -> None:
+    assert MessageAssembler().max_fragments == MAX_FRAGMENTS == 1024
+
+
+def test_endless_empty_continuation_frames_end_with_1009() -> None:
+    """Empty fragments add no bytes, so max_size alone never stops them."""
+    assembler = MessageAssembler()
+    assembler.feed(Frame(TEXT, b"", fin=False))
+    error = feed_until_refused(assembler, Frame(CONT, b"", fin=False), 10**6)
+    assert error.code == CloseCode.MESSAGE_TOO_BIG
+    assert assembler.fragments == MAX_FRAGMENTS
+    assert assembler.buffered == 0
+
+
+def test_buffered_bytes_are_the_payload_and_nothing_per_fragment() -> None:
+    """100,000 fragments of 2 bytes cost ~200 KB, not a Python object each (~5 MB)."""
+    count, size = 100_000, 2
+    assembler = MessageAssembler(max_fragments=None)
+    tracemalloc.start()
+    try:
+        # Each payload is a fresh object, as the frame decoder makes them.
+        assembler.feed(Frame(BINARY, bytes(size), fin=False))
+        for _ in range(count - 1):
+            assembler.feed(Frame(CONT, bytes(size), fin=False))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert assembler.buffered == count * size
+    assert assembler.fragments == count
+    assert held < 2 * count * size, f"{held} bytes held for {count * size} bytes of payload"
+    assert assembler.feed(Frame(CONT, b"!")) == bytes(count * size) + b"!"
+    assert (assembler.buffered, assembler.fragments) == (0, 0)
+
+
+@pytest.mark.parametrize("opcode", [TEXT, BINARY])
+def test_buffered_never_exceeds_max_size(opcode: Opcode) -> None:
+    assembler = MessageAssembler(max_size=1000, max_fragments=None)
+    assembler.feed(Frame(opcode, b"a", fin=False))
+    error = feed_until_refused(assembler, Frame(CONT, b"a", fin=False), 2000)
+    assert error.code == CloseCode.MESSAGE_TOO_BIG
+    assert assembler.buffered == 1000

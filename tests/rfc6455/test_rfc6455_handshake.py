@@ -12,10 +12,12 @@ from course_ws.rfc6455 import (
     build_error_response,
     build_request,
     build_response,
+    check_host,
     check_response,
     generate_key,
     parse_request,
     parse_response,
+    split_target,
     validate_request,
 )
 
@@ -123,7 +125,7 @@ def test_repeated_headers_are_joined_as_a_list() -> None:
 @pytest.mark.parametrize(
     ("changes", "status", "mentions"),
     [
-        pytest.param({"start_line": "POST /chat HTTP/1.1"}, 400, "GET", id="method-not-GET"),
+        pytest.param({"start_line": "POST /chat HTTP/1.1"}, 405, "GET", id="method-not-GET"),
         pytest.param({"start_line": "GET /chat HTTP/1.0"}, 400, "HTTP/1.0", id="http-1.0"),
         pytest.param({"Host": None}, 400, "Host", id="missing-host"),
         pytest.param({"Upgrade": None}, 400, "Upgrade", id="missing-upgrade"),
@@ -156,6 +158,80 @@ def test_invalid_handshake_request(changes: dict[str, str | None], status: int, 
     error = handshake_error(request_with(**changes))
     assert error.status == status
     assert mentions in error.reason
+
+
+def test_other_method_is_405_with_allow_get() -> None:
+    """§4.1: the handshake is a GET; 405 + Allow is HTTP's name for "this resource only GETs"."""
+    error = handshake_error(request_with(start_line="PUT /chat HTTP/1.1"))
+    assert error.headers == (("Allow", "GET"),)
+
+
+@pytest.mark.parametrize("host", [None, "", "a, b"], ids=["missing", "empty", "two"])
+def test_check_host_wants_exactly_one_host(host: str | None) -> None:
+    """RFC 9112 §3.2: any HTTP/1.1 request without exactly one Host is a 400, not just upgrades."""
+    headers = {} if host is None else {"host": host}
+    with pytest.raises(HandshakeError) as info:
+        check_host(Request("GET", "/healthz", (1, 1), headers))
+    assert info.value.status == 400
+    assert "Host" in info.value.reason
+
+
+def test_check_host_lets_http_1_0_without_host_through() -> None:
+    check_host(Request("GET", "/healthz", (1, 0), {}))
+    check_host(Request("GET", "/healthz", (1, 1), {"host": "localhost:8000"}))
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        ("/", "/", ""),
+        ("/echo", "/echo", ""),
+        ("/chat/lobby?user=ada&since=3", "/chat/lobby", "user=ada&since=3"),
+        ("/chat/lobby?", "/chat/lobby", ""),
+        ("/a%20b/c-d_e.f~g!$&'()*+,;=:@", "/a%20b/c-d_e.f~g!$&'()*+,;=:@", ""),
+        ("/echo?q=[1]{2}|^`\\", "/echo", "q=[1]{2}|^`\\"),
+        ("//evil.example/echo", "//evil.example/echo", ""),  # origin-form: not an authority
+        ("http://localhost:8000/echo?x=1", "/echo", "x=1"),  # absolute-form (RFC 9112 §3.2.2)
+        ("ws://[::1]:8000/chat/x", "/chat/x", ""),
+        ("https://example.com", "/", ""),
+    ],
+)
+def test_split_target_returns_path_and_query(target: str, path: str, query: str) -> None:
+    assert split_target(target) == (path, query)
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("//[", "'['"),
+        ("http://[::1/echo", "Invalid IPv6 URL"),
+        ("http://[nothost]/echo", "does not appear to be an IPv4 or IPv6 address"),
+        ("http://]/echo", "Invalid IPv6 URL"),
+        ("*", "must start with /"),
+        ("echo", "must start with /"),
+        ("localhost:8000", "must start with /"),
+        ("ftp://example.com/echo", "scheme"),
+        ("http:///echo", "host"),
+        ("/echo#top", "'#'"),
+        ("/echo?a#b", "'#'"),
+        ("/a%2", "'%'"),
+        ("/a%zz", "'%'"),
+        ("/a|b", "'|'"),
+        ("/caf\xe9", "'\\xe9'"),
+    ],
+)
+def test_split_target_refuses_what_is_not_a_target_with_400(target: str, says: str) -> None:
+    with pytest.raises(HandshakeError) as info:
+        split_target(target)
+    assert info.value.status == 400
+    assert "request target" in info.value.reason
+    assert says in info.value.reason
+
+
+def test_split_target_keeps_its_error_short() -> None:
+    with pytest.raises(HandshakeError) as info:
+        split_target("/" + "x" * 5000 + "[")
+    assert len(info.value.reason) < 200
 
 
 def test_repeated_host_is_refused() -> None:
