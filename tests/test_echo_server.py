@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
 from course_ws import BackgroundServer, serve_in_background
+from course_ws.bench import BENCHMARKS
+from course_ws.bench import echo as bench_echo
+from course_ws.rfc6455 import (
+    HttpHeadReader,
+    Opcode,
+    build_request,
+    check_response,
+    encode_frame,
+    generate_mask,
+)
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 2**20 - 1]
 
@@ -73,3 +88,82 @@ def test_text_is_utf8_both_ways(server):
     with connect(server.url + "/echo") as websocket:
         websocket.send(text)
         assert websocket.recv(timeout=2) == text
+
+
+TCP_ESTABLISHED = 1
+
+
+def raw_echo_client(url: str, receive_buffer: int = 4096) -> socket.socket:
+    """A WebSocket client on a plain socket with a tiny receive buffer, handshake done."""
+    parts = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(2)
+    sock.connect((parts.hostname, parts.port))
+    request, key = build_request(parts.netloc, parts.path)
+    sock.sendall(request)
+    reader = HttpHeadReader()
+    handshake = None
+    while handshake is None:
+        data = sock.recv(4096)
+        assert data, "the server closed the connection during the handshake"
+        handshake = reader.feed(data)
+    check_response(handshake[0], key)
+    return sock
+
+
+def send_without_reading(sock: socket.socket, size: int = 16 * 1024) -> None:
+    """Send binary messages, never reading the echoes, until the server stops reading too.
+
+    The echo handler stops reading once it is stuck sending (its incoming queue
+    fills), and then our own sends block: a send that cannot finish in 0.2 s
+    proves the server's handler is stuck.
+    """
+    frame = encode_frame(Opcode.BINARY, b"x" * size, mask=generate_mask())
+    sock.settimeout(0.2)
+    with contextlib.suppress(TimeoutError):
+        for _ in range(10_000):  # ~160 MB: never reached; bounds the loop anyway
+            sock.sendall(frame)
+        raise AssertionError("the server kept reading 160 MB it could not send back")
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of ``sock`` (ESTABLISHED, CLOSE...), read without reading data."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="reads the TCP state (Linux)")
+def test_a_client_that_sends_but_never_reads_is_closed_within_the_send_timeout():
+    """Without a deadline, the handler waits in ``send`` forever, holding the buffers.
+
+    Keepalive does not rescue it (its ping waits behind the backlog): it is on
+    here, with a short interval, to show that.
+    """
+    timeouts = {"send_timeout": 0.5, "close_timeout": 0.5}
+    with serve_in_background("echo", ping_interval=0.2, ping_timeout=0.2, **timeouts) as server:
+        sock = raw_echo_client(server.url + "/echo")
+        try:
+            send_without_reading(sock)
+            stuck = time.monotonic()
+            deadline = stuck + sum(timeouts.values()) + 1.0
+            while tcp_state(sock) == TCP_ESTABLISHED and time.monotonic() < deadline + 2:
+                time.sleep(0.01)
+            elapsed = time.monotonic() - stuck
+            assert tcp_state(sock) != TCP_ESTABLISHED, "the server never dropped the client"
+            assert elapsed <= sum(timeouts.values()) + 1.0, f"dropped after {elapsed:.2f} s"
+        finally:
+            sock.close()
+            print(f"dropped {elapsed:.3f} s after the server stopped reading")
+        assert any("nothing read for 0.5 s" in line for line in server.logs), server.logs
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads server CPU from /proc")
+def test_bench_echo_quick_run_reports_a_row_per_server():
+    """``course-ws bench echo --quick`` runs every server; its timings are not asserted."""
+    report = bench_echo.run(quick=True)
+    lines = str(report).splitlines()
+    assert lines[0] == "course-ws bench echo --quick"
+    for name in bench_echo.SERVERS:
+        assert any(line.startswith(name) for line in lines), name
+        assert all(sample.round_trips > 0 for sample in report.samples[name]), name
+    assert "echo" in BENCHMARKS

@@ -17,81 +17,46 @@ strategy            a stalled client...            memory for the stalled client
 
 ``bounded`` (``broadcast`` plus a cap on what may wait for one client) is what
 :mod:`course_ws.servers.chat` uses: one non-blocking pass, no task per client.
+It lives in :mod:`course_ws.fanout.bounded`, with the way a dropped client is
+closed for certain; its names are re-exported here for the lessons.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from abc import ABC, abstractmethod
-from collections.abc import Collection
 from typing import ClassVar
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
-from websockets.protocol import State
 
-SLOW_CLIENT_BUFFER = 256 * 1024
-"""Bytes waiting for one client before :class:`BoundedBroadcast` closes it (1013)."""
+from course_ws.fanout.bounded import (
+    SLOW_CLIENT_BUFFER,
+    TOO_SLOW,
+    BoundedBroadcast,
+    SlowClients,
+    logger,
+)
+
+__all__ = [
+    "QUEUE_SIZE",
+    "SLOW_CLIENT_BUFFER",
+    "STRATEGIES",
+    "TOO_SLOW",
+    "BoundedBroadcast",
+    "BoundedBroadcastFanout",
+    "BroadcastFanout",
+    "Fanout",
+    "QueueFanout",
+    "SequentialFanout",
+    "SlowClients",
+    "TaskPerClientFanout",
+    "logger",
+]
+
 QUEUE_SIZE = 64
 """Messages waiting for one client before :class:`QueueFanout` closes it (1013)."""
-TOO_SLOW = "too slow: reconnect and resume"
-
-logger = logging.getLogger("course_ws.servers.fanout")
-"""Under ``course_ws.servers``, so a background server's drops land in its ``.logs``."""
-
-
-class SlowClients:
-    """Closes clients that fell too far behind with 1013, once each, in the background."""
-
-    def __init__(self) -> None:
-        self._closing: set[asyncio.Task[None]] = set()
-        self.closed = 0
-        """How many clients were closed for being too slow."""
-
-    def close(self, connection: ServerConnection, waiting: int) -> None:
-        """Start closing ``connection``, which has ``waiting`` bytes (or messages) unsent."""
-        if connection.protocol.state is not State.OPEN:
-            return  # already closing
-        self.closed += 1
-        logger.warning("closing %s: %d waiting", connection.remote_address, waiting)
-        task = asyncio.create_task(connection.close(CloseCode.TRY_AGAIN_LATER, TOO_SLOW))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-
-class BoundedBroadcast:
-    """``broadcast()`` that closes clients with more than ``limit`` bytes unsent (1013).
-
-    ``broadcast`` writes to every transport without waiting, which is what makes
-    it fast, and has no backpressure, which is what makes it dangerous: a client
-    that stops reading accumulates every message in server memory until
-    keepalive notices (tens of seconds). Checking each transport's buffer first
-    costs one method call per client and bounds that memory.
-    """
-
-    def __init__(self, limit: int = SLOW_CLIENT_BUFFER) -> None:
-        self.limit = limit
-        self.slow = SlowClients()
-
-    def __call__(self, connections: Collection[ServerConnection], message: str) -> None:
-        """Write ``message`` to every connection now; close those that fell too far behind."""
-        ready = []
-        limit = self.limit
-        for connection in connections:
-            transport = connection.transport
-            if transport.is_closing():
-                # Gone (reset, aborted) though its handler has not heard yet: writing would
-                # only make asyncio log "socket.send() raised exception." per write.
-                continue
-            waiting = transport.get_write_buffer_size()
-            if waiting > limit:
-                self.slow.close(connection, waiting)
-            else:
-                ready.append(connection)
-        broadcast(ready, message)
 
 
 class Fanout(ABC):

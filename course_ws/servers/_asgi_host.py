@@ -1,54 +1,465 @@
-"""Serving any ASGI application with uvicorn on a socket we bound ourselves."""
+"""Serving an ASGI application with uvicorn on a socket we bound ourselves.
+
+Every ASGI entry of the catalogue (raw ASGI, Starlette, FastAPI, Channels)
+starts here, so that they all stop the same way and refuse the same way.
+
+Stopping: uvicorn's ``Server.shutdown`` (``uvicorn/server.py``, uvicorn 0.54)
+closes the listeners (lines 285-288), then calls ``connection.shutdown()`` on every open
+connection (lines 290-292), which for a WebSocket writes a close frame with
+**1012** (service restart) straight to the transport
+(``websockets_sansio_impl.py`` lines 177-192, ``wsproto_impl.py`` lines
+206-220), and only after that runs the lifespan shutdown (lines 309-311).
+An app that closes its sockets in its lifespan handler is too late: the
+clients already got 1012. So :meth:`StartedUvicorn.aclose` closes every
+WebSocket with **1001** (going away) first, through a wrapper
+(:class:`HostMiddleware`) that tracks each connection's ``send``, and only
+then lets uvicorn shut down.
+
+Ending for certain: uvicorn only ever calls ``transport.close()``, and
+asyncio's ``close()`` waits until the write buffer is flushed. A peer that
+stopped reading never lets it flush, so neither uvicorn's close timer
+(``websockets_sansio_impl.py`` line 520) nor its keepalive timeout (line 373)
+nor its shutdown (line 192) ends that TCP connection; and ``send`` itself,
+close frames included, waits while the transport is paused
+(``await self.writable.wait()``, line 433; ``wsproto_impl.py`` line 378). The
+host therefore serves WebSockets with subclasses of uvicorn's protocols that
+keep their transport, so the host (at shutdown) and the app
+(:func:`hosted_connection`, :func:`asgi_outbox`) can abort it, with a reset.
+
+Refusing: both uvicorn implementations advertise the ASGI
+``websocket.http.response`` extension (``"extensions"`` in the scope,
+``websockets_sansio_impl.py`` line 265, ``wsproto_impl.py`` line 248) and turn
+``websocket.http.response.start``/``.body`` into a real HTTP response with
+that status and body (sansio lines 476-489 and 527-544, wsproto lines 421-440
+and 477-487). :func:`refuse` uses it, and falls back to a ``websocket.close``
+before accept, which uvicorn answers with 403 (sansio lines 462-475, wsproto
+lines 407-419), on a server without it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import math
 import socket
-from typing import Any
+import struct
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from course_ws.fanout.outbox import Outbox
 from course_ws.options import ServeOptions
+from course_ws.rfc6455.constants import CloseCode
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 STARTUP_POLL = 0.01
+CLOSE_TIMEOUT = 5.0
+"""Seconds :meth:`StartedUvicorn.aclose` gives clients to answer the 1001 close frame."""
+SHUTTING_DOWN = "server shutting down"
+HTTP_RESPONSE = "websocket.http.response"
+"""The ASGI extension that lets a WebSocket app refuse with any HTTP status and a body."""
+HOST_EXTENSION = "course_ws.host"
+"""Where the host puts the connection's :class:`HostedConnection` in the scope's extensions."""
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+"""``SO_LINGER`` on, zero seconds: closing the socket sends a reset and drops unsent data."""
+
+logger = logging.getLogger("course_ws.servers.asgi")
+
+
+class ConnectionClosedByHost(OSError):
+    """The host closed this WebSocket (shutting down): the app's ``send`` cannot go through.
+
+    An :class:`OSError`, as ASGI 2.4 asks of a ``send`` after a disconnect, so
+    that Starlette turns it into ``WebSocketDisconnect(1006)`` like any other.
+    """
+
+
+class HostedConnection:
+    """What the host lets an app do to its own connection beyond ASGI: abort it, await its end."""
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._lost = asyncio.Event()
+        self._on_lost: list[Callable[[], object]] = []
+
+    @property
+    def closed(self) -> bool:
+        """Whether the TCP connection is over."""
+        return self._lost.is_set()
+
+    def abort(self) -> None:
+        """End the TCP connection now, unsent data dropped: the peer sees a reset. Idempotent.
+
+        ``transport.abort()`` alone closes the file descriptor, but the kernel
+        keeps an orphaned socket that goes on offering the unsent bytes to a
+        peer that reads nothing, its FIN queued behind them: the peer never
+        learns it was dropped, and the buffer lingers for minutes. A zero
+        linger time turns the close into a reset, which arrives at once.
+        """
+        if self._lost.is_set():
+            return
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing to reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        cast(asyncio.WriteTransport, self._transport).abort()
+
+    async def wait_closed(self) -> None:
+        """Return once the TCP connection is over."""
+        await self._lost.wait()
+
+    def _call_when_closed(self, callback: Callable[[], object]) -> None:
+        if self._lost.is_set():
+            callback()
+        else:
+            self._on_lost.append(callback)
+
+    def _connection_lost(self) -> None:
+        self._lost.set()
+        callbacks, self._on_lost = self._on_lost, []
+        for callback in callbacks:
+            callback()
+
+
+class _HostedWebSocket(asyncio.Protocol):
+    """Mixin for uvicorn's WebSocket protocols: keep the transport, so it can be aborted."""
+
+    hosted: HostedConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.hosted = HostedConnection(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self.hosted is not None:
+                self.hosted._connection_lost()
+
+
+class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol (its default since 0.50), abortable."""
+
+
+WS_IMPLEMENTATIONS = ("websockets-sansio", "wsproto")
+"""The uvicorn WebSocket implementations the host serves with (``ws=``)."""
+
+
+@functools.cache
+def _protocol_class(ws: str) -> type[asyncio.Protocol]:
+    """The abortable protocol class for ``ws``; wsproto is imported only when asked for."""
+    if ws == "websockets-sansio":
+        return _SansIOWebSocket
+    if ws != "wsproto":
+        raise ValueError(f"ws must be one of {', '.join(WS_IMPLEMENTATIONS)}, not {ws!r}")
+    try:
+        from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
+    except ImportError as exc:  # wsproto is not a dependency of uvicorn[standard]
+        raise RuntimeError("ws='wsproto' needs the wsproto package: pip install wsproto") from exc
+
+    class _WsprotoWebSocket(_HostedWebSocket, WSProtocol):
+        """uvicorn's ``wsproto`` protocol, abortable."""
+
+    return _WsprotoWebSocket
+
+
+def hosted_connection(scope: Scope) -> HostedConnection | None:
+    """The :class:`HostedConnection` of this WebSocket scope, or ``None`` on another server."""
+    extensions = scope.get("extensions") or {}
+    found = extensions.get(HOST_EXTENSION, {}).get("connection")
+    return found if isinstance(found, HostedConnection) else None
+
+
+# -- refusing and closing, for the adapters ----------------------------------
+
+
+async def refuse(scope: Scope, send: Send, status: int, text: str) -> None:
+    """Refuse a WebSocket handshake with HTTP ``status`` and ``text`` as a plain-text body.
+
+    Call it instead of accepting. Where the server does not offer the
+    ``websocket.http.response`` extension, the client gets uvicorn's and
+    Daphne's answer to a close before accept instead: 403 without a body.
+    """
+    if not 400 <= status <= 599:
+        raise ValueError(f"a refusal is an HTTP error status (400-599), not {status}")
+    extensions = scope.get("extensions") or {}
+    if HTTP_RESPONSE not in extensions:
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+        return
+    body = text.encode()
+    # wsproto's implementation reads message["headers"] unguarded (wsproto_impl.py line 435)
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def close_websocket(scope: Scope, send: Send, code: int, reason: str = "") -> None:
+    """Close with ``code`` and return once the connection is over, where the host can tell.
+
+    Harmless when the connection is already closed: ASGI 2.4 servers raise on
+    a ``send`` after a disconnect (:class:`OSError`), and uvicorn raises
+    :class:`RuntimeError` on a second close. On uvicorn the close frame itself
+    waits while the peer does not read: bound this with a timeout and abort
+    (:class:`~course_ws.fanout.outbox.Outbox` does).
+    """
+    with contextlib.suppress(OSError, RuntimeError):
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+    connection = hosted_connection(scope)
+    if connection is not None:
+        await connection.wait_closed()
+
+
+def asgi_outbox(scope: Scope, send: Send, **limits: Any) -> Outbox[str | bytes]:
+    """An :class:`~course_ws.fanout.outbox.Outbox` for an accepted ASGI WebSocket.
+
+    Messages go out as ``websocket.send`` (``text`` for :class:`str`, ``bytes``
+    otherwise). A member that falls too far behind is closed with 1013 and, if
+    that does not end it within the close timeout, aborted: through the host's
+    :class:`HostedConnection` when served here, else by cancelling the task
+    that creates the outbox (the app's), which is all an app can do alone.
+    ``limits`` are the outbox's ``max_bytes``, ``max_messages``, ``close_timeout``
+    and ``name``. Create it in the app's own task, after the accept.
+    """
+
+    async def send_message(message: str | bytes) -> None:
+        if isinstance(message, str):
+            await send({"type": "websocket.send", "text": message})
+        else:
+            await send({"type": "websocket.send", "bytes": message})
+
+    async def close(code: int, reason: str) -> None:
+        await close_websocket(scope, send, code, reason)
+
+    connection = hosted_connection(scope)
+    abort: Callable[[], object]
+    if connection is not None:
+        abort = connection.abort
+    else:
+        app_task = asyncio.current_task()
+        abort = app_task.cancel if app_task is not None else (lambda: None)
+    return Outbox(send_message, close=close, abort=abort, **limits)
+
+
+# -- tracking connections -------------------------------------------------------
+
+
+class _Phase(enum.Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Tracked:
+    """One WebSocket app call: its real ``send``, and whether it still needs a close frame."""
+
+    def __init__(self, host: HostMiddleware, send: Send, hosted: HostedConnection | None) -> None:
+        self.host = host
+        self.raw_send = send
+        self.hosted = hosted
+        self.phase = _Phase.CONNECTING
+        self.closed_by_host = False
+
+    async def receive(self, receive: Receive) -> Message:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            self.phase = _Phase.CLOSED
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.closed_by_host:
+            if kind == "websocket.close":
+                return  # what the app asks for is done already
+            raise ConnectionClosedByHost(f"{SHUTTING_DOWN}: the server closed this WebSocket")
+        if kind == "websocket.close" or (
+            kind == "websocket.http.response.body" and not message.get("more_body", False)
+        ):
+            self.phase = _Phase.CLOSED  # before awaiting: the host must not close it too
+        try:
+            await self.raw_send(message)
+        except RuntimeError:
+            # uvicorn refuses anything after a close; if the host's close got there
+            # first (both waited for the paused transport), say so the ASGI way.
+            if self.closed_by_host:
+                raise ConnectionClosedByHost(f"{SHUTTING_DOWN}: the server closed it") from None
+            raise
+        if kind == "websocket.accept" and self.phase is _Phase.CONNECTING:
+            self.phase = _Phase.OPEN
+            if self.host.draining:
+                await self.close_by_host(CloseCode.GOING_AWAY, SHUTTING_DOWN)
+
+    async def close_by_host(self, code: int, reason: str) -> None:
+        """Send the host's close frame unless the app already closed; never raise for that."""
+        if self.phase is not _Phase.OPEN or self.closed_by_host:
+            return
+        self.closed_by_host = True
+        try:
+            await self.raw_send({"type": "websocket.close", "code": code, "reason": reason})
+        except (OSError, RuntimeError) as exc:  # the peer or the app closed meanwhile
+            logger.debug("closing with %d: already closed (%r)", code, exc)
+
+
+class HostMiddleware:
+    """Wraps an ASGI app to track its open WebSockets, so that the host can close them.
+
+    Other scopes (``http``, ``lifespan``) pass through untouched. Each WebSocket
+    scope gains a :class:`HostedConnection` under ``extensions["course_ws.host"]``
+    when the server is this host (see :func:`hosted_connection`).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.connections: set[_Tracked] = set()
+        """WebSockets whose app call or TCP connection is not over yet."""
+        self.draining = False
+        """Set at shutdown: a WebSocket accepted from now on is closed with 1001 at once."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        protocol = getattr(send, "__self__", None)  # uvicorn hands its protocol's bound send
+        hosted = protocol.hosted if isinstance(protocol, _HostedWebSocket) else None
+        if hosted is not None:
+            extensions = dict(scope.get("extensions") or {})
+            extensions[HOST_EXTENSION] = {"connection": hosted}
+            scope = {**scope, "extensions": extensions}
+        tracked = _Tracked(self, send, hosted)
+        self.connections.add(tracked)
+
+        async def receive_tracked() -> Message:
+            return await tracked.receive(receive)
+
+        try:
+            await self.app(scope, receive_tracked, tracked.send)
+        finally:
+            # Tracked until both the app call and the TCP connection are over: after
+            # the app returns, a close handshake (or a stalled reader) may linger.
+            if hosted is None:
+                self.connections.discard(tracked)
+            else:
+                hosted._call_when_closed(lambda: self.connections.discard(tracked))
+
+    async def close_all(self, code: int, reason: str, timeout: float) -> None:
+        """Close every open WebSocket with ``code``; wait ``timeout`` s at most for each to end.
+
+        Returns once every app call has returned and every TCP connection is
+        over, or when ``timeout`` has passed; what is left then (a peer that
+        stopped reading, or did not answer the close frame) is aborted.
+        """
+        self.draining = True
+        closing = [
+            asyncio.create_task(tracked.close_by_host(code, reason))
+            for tracked in list(self.connections)
+        ]
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wait_until_all_closed()
+        except TimeoutError:
+            logger.warning("aborting WebSockets that did not close within %g s", timeout)
+        finally:
+            for tracked in list(self.connections):
+                if tracked.hosted is not None:
+                    tracked.hosted.abort()
+            # an aborted transport wakes a close frame waiting for it (it raises)
+            for task in closing:
+                task.cancel()
+            if closing:
+                await asyncio.wait(closing)
+
+    async def _wait_until_all_closed(self) -> None:
+        while self.connections:
+            open_ = [t.hosted for t in self.connections if t.hosted and not t.hosted.closed]
+            if open_:
+                await open_[0].wait_closed()
+            else:
+                await asyncio.sleep(STARTUP_POLL)  # TCP is over; app calls still returning
+
+
+# -- starting and stopping -------------------------------------------------------
 
 
 class StartedUvicorn:
     """A started uvicorn server running as a task on the current loop.
 
-    uvicorn closes open WebSockets with 1012 (service restart) when it shuts
-    down. Catalogue apps that must say 1001 close their own sockets first, in
-    their lifespan or in a subclass of this class.
+    :meth:`aclose` stops accepting, closes every WebSocket with 1001 (going
+    away) and waits for the clients to answer, aborts those that do not within
+    the close timeout, and only then lets uvicorn shut down: uvicorn's own
+    shutdown would send 1012 (service restart) before the app's lifespan
+    shutdown could say anything.
     """
 
-    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        task: asyncio.Task[None],
+        host: HostMiddleware,
+        close_timeout: float = CLOSE_TIMEOUT,
+    ) -> None:
         self.server = server
         self.task = task
+        self.host = host
+        self.close_timeout = close_timeout
+
+    @property
+    def open_websockets(self) -> int:
+        """WebSockets whose app call or TCP connection is not over (0 after :meth:`aclose`)."""
+        return len(self.host.connections)
 
     async def aclose(self) -> None:
-        """Ask uvicorn to exit and wait until it has closed every connection."""
+        """Close every WebSocket with 1001, then stop uvicorn and wait until it is done."""
+        if not self.task.done():
+            for listener in getattr(self.server, "servers", []):
+                listener.close()  # uvicorn's shutdown does it too; new clients now would get 1012
+            await self.host.close_all(CloseCode.GOING_AWAY, SHUTTING_DOWN, self.close_timeout)
         self.server.should_exit = True
         await self.task
 
 
 async def start_asgi_app(
-    app: Any, options: ServeOptions, sock: socket.socket, **settings: Any
+    app: ASGIApp,
+    options: ServeOptions,
+    sock: socket.socket,
+    *,
+    ws: str = "websockets-sansio",
+    close_timeout: float = CLOSE_TIMEOUT,
+    **settings: Any,
 ) -> StartedUvicorn:
     """Serve the ASGI ``app`` on ``sock`` and return once uvicorn accepts connections.
 
-    ``settings`` are extra :class:`uvicorn.Config` arguments. A failure during
-    startup (a lifespan error, say) is raised here instead of being logged.
+    ``ws`` picks uvicorn's WebSocket implementation: ``"websockets-sansio"``
+    (uvicorn's default) or ``"wsproto"`` (which needs the ``wsproto`` package).
+    ``options`` give the message size limit and the keepalive; ``settings`` are
+    extra :class:`uvicorn.Config` arguments. A failure during startup (a lifespan
+    error, say) is raised here instead of being logged.
     """
+    protocol_class = _protocol_class(ws)
+    host = HostMiddleware(app)
     config = uvicorn.Config(
-        app,
+        host,
         log_config=None,
         log_level=options.log_level,
-        ws="websockets-sansio",
+        ws=protocol_class,
         ws_max_size=options.max_size,
         ws_ping_interval=options.ping_interval,
         ws_ping_timeout=options.ping_timeout,
         lifespan="auto",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=math.ceil(close_timeout),
         **settings,
     )
     server = uvicorn.Server(config)
@@ -58,4 +469,4 @@ async def start_asgi_app(
             task.result()  # raises what stopped uvicorn
             raise RuntimeError("uvicorn stopped during startup; see the server log")
         await asyncio.sleep(STARTUP_POLL)
-    return StartedUvicorn(server, task)
+    return StartedUvicorn(server, task, host, close_timeout)

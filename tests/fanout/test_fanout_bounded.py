@@ -1,0 +1,109 @@
+"""A stalled reader of a bounded broadcast is dropped for certain, on real loopback sockets.
+
+In websockets 17, ``close()`` waits in ``drain()`` while the write buffer is
+over its high-water mark, so ``close(1013)`` to a client that stopped reading
+never finishes by itself. These tests measure what a client sees: its TCP
+connection reset within the close timeout (plus a second of slack) of the
+server noticing that it fell too far behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from course_ws.fanout.bounded import BoundedBroadcast, close_for_certain
+from course_ws.lab.fanout import shrink_send_buffer, stalled_client
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(socket, "TCP_INFO"), reason="reads the TCP state with TCP_INFO (Linux)"
+)
+
+CLOSE_TIMEOUT = 0.5
+LIMIT = 64 * 1024
+MESSAGE = "x" * 8192
+TCP_ESTABLISHED = 1
+
+
+def tcp_state(websocket: ClientConnection) -> int:
+    """The kernel's TCP state of the client's socket, read without reading any data.
+
+    A stalled client cannot ``recv`` to learn that it was dropped (reading is
+    what it stopped doing), and a FIN would wait behind the data it never read;
+    a reset arrives at once and moves the socket out of ESTABLISHED.
+    """
+    sock = websocket.transport.get_extra_info("socket")
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+async def wait_dropped(websocket: ClientConnection, timeout: float) -> float:
+    """Seconds until the server ended ``websocket``'s TCP connection (``inf`` if not in time)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if tcp_state(websocket) != TCP_ESTABLISHED:
+            return time.monotonic() - start
+        await asyncio.sleep(0.005)
+    return float("inf")
+
+
+async def test_a_stalled_reader_is_reset_within_the_close_timeout_of_crossing_the_limit():
+    send = BoundedBroadcast(LIMIT)
+    members: set[ServerConnection] = set()
+    joined, left = asyncio.Event(), asyncio.Event()
+
+    async def handler(websocket: ServerConnection) -> None:
+        shrink_send_buffer(websocket)
+        members.add(websocket)
+        joined.set()
+        try:
+            await websocket.wait_closed()
+        finally:
+            members.discard(websocket)
+            left.set()
+
+    async with serve(
+        handler, "127.0.0.1", 0, compression=None, close_timeout=CLOSE_TIMEOUT
+    ) as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        stuck = await stalled_client(f"ws://{host}:{port}/")
+        try:
+            async with asyncio.timeout(2):
+                await joined.wait()
+            async with asyncio.timeout(5):
+                while send.slow.closed == 0:
+                    send(members, MESSAGE)
+                    await asyncio.sleep(0.002)
+                crossed = time.monotonic()
+            assert send.slow.crossed_at is not None
+            assert abs(send.slow.crossed_at - crossed) < 0.1  # recorded by SlowClients too
+            elapsed = await wait_dropped(stuck, CLOSE_TIMEOUT + 3)
+            print(f"stalled reader dropped {elapsed:.3f} s after crossing the limit")
+            assert elapsed <= CLOSE_TIMEOUT + 1.0
+            async with asyncio.timeout(2):  # and the server's handler has ended
+                await left.wait()
+        finally:
+            stuck.transport.abort()
+
+
+async def test_close_for_certain_is_a_plain_close_when_the_peer_answers():
+    closed = asyncio.Event()
+
+    async def handler(websocket: ServerConnection) -> None:
+        await websocket.recv()
+        await close_for_certain(websocket, 1013, "too slow", timeout=2)
+        closed.set()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        async with connect(f"ws://{host}:{port}/") as client:
+            await client.send("hi")
+            async with asyncio.timeout(2):
+                await client.wait_closed()
+                await closed.wait()
+        assert client.close_code == 1013
+        assert client.close_reason == "too slow"
