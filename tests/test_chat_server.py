@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from course_ws import serve_in_background
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients.chat import ChatClient
 
 
@@ -36,3 +39,55 @@ async def test_a_client_leaving_politely_during_its_replay_is_not_an_error():
         await asyncio.sleep(0.2)
     failures = [line for line in server.logs if "handler failed" in line]
     assert not failures, failures[0]
+
+
+async def count_accepted(client: ChatClient, says: int) -> int:
+    """Say ``says`` times; how many became messages (the rest were rate limited)."""
+    for n in range(says):
+        await client.say(f"m{n}")
+    accepted = 0
+    for _ in range(says):
+        event = await client.event()
+        while event["type"] not in ("message", "error"):
+            event = await client.event()
+        accepted += event["type"] == "message"
+    return accepted
+
+
+async def test_reconnecting_in_a_loop_gains_no_messages():
+    """The rate limit belongs to the client's address, not to one connection."""
+    with serve_in_background("chat", message_rate=0.5, message_burst=5) as server:
+        accepted = 0
+        for _ in range(10):
+            async with await ChatClient.connect(server.url, "loop", user="flood") as client:
+                accepted += await count_accepted(client, 5)
+    assert accepted <= 6, accepted
+
+
+async def test_a_trusted_proxys_clients_are_limited_each_on_their_own():
+    options = {"message_rate": 0.01, "message_burst": 1}
+
+    async def two_clients_behind_a_proxy(server: BackgroundServer) -> list[int]:
+        counts = []
+        for client_ip in ("198.51.100.1", "198.51.100.2"):
+            async with await ChatClient.connect(
+                server.url, "proxied", additional_headers={"X-Forwarded-For": client_ip}
+            ) as client:
+                counts.append(await count_accepted(client, 1))
+        return counts
+
+    with serve_in_background("chat", trusted_proxy=("127.0.0.1",), **options) as server:
+        assert await two_clients_behind_a_proxy(server) == [1, 1]
+    with serve_in_background("chat", **options) as untrusted:
+        # The header of an untrusted peer is ignored: both are 127.0.0.1, one bucket.
+        assert await two_clients_behind_a_proxy(untrusted) == [1, 0]
+
+
+async def test_connection_attempts_over_the_limit_get_429():
+    with serve_in_background("chat", connect_rate=0.01, connect_burst=2) as server:
+        for _ in range(2):
+            async with await ChatClient.connect(server.url, "limited"):
+                pass
+        with pytest.raises(InvalidStatus) as refused:
+            await ChatClient.connect(server.url, "limited")
+    assert refused.value.response.status_code == 429

@@ -19,15 +19,25 @@ machine is slow, not broken.
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["BENCHMARKS", "BenchReport", "run_benchmark"]
+__all__ = ["BENCHMARKS", "ONE_ADDRESS_CROWD", "BenchReport", "run_benchmark"]
+
+ONE_ADDRESS_CROWD: dict[str, Any] = {
+    "message_rate": 1e6,
+    "message_burst": 10**6,
+    "connect_rate": 1e6,
+    "connect_burst": 10**6,
+    "max_connections_per_address": 10**6,
+}
+"""Chat limits for a load test, whose thousands of clients all come from one address."""
 
 BENCHMARKS: dict[str, str] = {
     "mask": "masking throughput: course_ws vs a per-byte loop vs websockets' own",
     "transports": "polling vs long-polling vs WebSocket: bytes and latency per message",
     "fanout": "one message to 1,000 and 10,000 clients: strategies and the chat server",
     "memory": "server memory per idle connection, default and tuned settings",
+    "echo": "echo round trips/s and server CPU: bare websockets vs the course's servers",
 }
 """Every benchmark by module name, with what it measures."""
 

@@ -30,6 +30,7 @@ from importlib.metadata import version
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from course_ws.bench import ONE_ADDRESS_CROWD
 from course_ws.bench.crowd import Crowd
 from course_ws.fanout.strategies import SLOW_CLIENT_BUFFER, STRATEGIES, Fanout
 from course_ws.fanout.strategies import logger as fanout_logger
@@ -202,6 +203,11 @@ def _event(kind: str) -> str:
     return json.dumps({"type": "message", "text": text})
 
 
+def _path(connection: ServerConnection) -> str:
+    """The request target a connection opened with."""
+    return connection.request.path if connection.request is not None else ""
+
+
 def _payload(size: int) -> str:
     return json.dumps({"sent": time.time(), "pad": "x" * size})
 
@@ -211,7 +217,7 @@ async def _strategy_case(name: str, clients: int, stalled: bool, s: Settings) ->
     stuck_client: list[ServerConnection] = []
 
     async def handler(websocket: ServerConnection) -> None:
-        if websocket.request.path.endswith("?stalled"):
+        if _path(websocket).endswith("?stalled"):
             shrink_send_buffer(websocket, SMALL_SNDBUF)
             stuck_client.append(websocket)
         await strategy.handler(websocket)
@@ -246,7 +252,7 @@ async def _strategy_case(name: str, clients: int, stalled: bool, s: Settings) ->
 
 
 async def _chat_case(clients: int, stalled: bool, s: Settings) -> ChatRow:
-    options = ServeOptions(message_rate=1e6, message_burst=10**6, ping_interval=None)
+    options = ServeOptions(**ONE_ADDRESS_CROWD, ping_interval=None)
     chat_fanout: list[float] = []
     sock = bind_listener("127.0.0.1", 0)
     host, port = socket_address(sock)
@@ -259,9 +265,9 @@ async def _chat_case(clients: int, stalled: bool, s: Settings) -> ChatRow:
     )
     try:
         await crowd.start()
-        members = [c for c in running.server.connections if "user=c" in c.request.path]
+        members = [c for c in running.server.connections if "user=c" in _path(c)]
         for websocket in running.server.connections:
-            if websocket.request.path.endswith("user=stalled"):
+            if _path(websocket).endswith("user=stalled"):
                 shrink_send_buffer(websocket, SMALL_SNDBUF)
                 _prefill(websocket)
         bare: list[float] = []

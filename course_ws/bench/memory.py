@@ -23,6 +23,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from course_ws.bench import ONE_ADDRESS_CROWD
 from course_ws.bench.crowd import Crowd
 from course_ws.hosting.listening import bind_listener, socket_address
 from course_ws.options import ServeOptions
@@ -64,8 +65,9 @@ def _closer(server: Server) -> Callable[[], Awaitable[None]]:
 async def _server(pipe: Connection, config: str) -> None:
     sock = bind_listener("127.0.0.1", 0)
     host, port = socket_address(sock)
+    stop: Callable[[], Awaitable[None]]
     if config == CHAT:
-        running = await chat.start(ServeOptions(ping_interval=None), sock)
+        running = await chat.start(ServeOptions(**ONE_ADDRESS_CROWD, ping_interval=None), sock)
         server = running.server
         stop = running.aclose
     else:
@@ -117,6 +119,7 @@ async def _measure(config: str, connections: int) -> float:
     process.start()
     try:
         host, port, before = await asyncio.to_thread(parent.recv)
+        before = int(before)
         if config == CHAT:
             urls = [
                 f"ws://{host}:{port}/chat/r{n % (connections // ROOM_SIZE or 1)}?user=u{n}"
@@ -128,7 +131,7 @@ async def _measure(config: str, connections: int) -> float:
         try:
             await crowd.start()
             parent.send(connections)
-            after = await asyncio.to_thread(parent.recv)
+            after = int(await asyncio.to_thread(parent.recv))
         finally:
             await crowd.close()  # clients leave first, so the server writes to no dead socket
             parent.send("stop")

@@ -28,5 +28,5 @@ def best_time(func: Callable[[], object], *, repeat: int, min_time: float) -> fl
             elapsed = timer.timeit(number)
             if elapsed >= min_time:
                 runs = [elapsed, *timer.repeat(repeat - 1, number)]
-                return min(runs) / number
+                return min(runs) / float(number)
     raise AssertionError("unreachable")  # itertools.count() never ends

@@ -85,6 +85,10 @@ def parse_say(raw: str) -> Say:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ChatError(ErrorCode.BAD_JSON, f"not JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:  # 100,000 nested "[": the decoder recurses once per level
+        raise ChatError(ErrorCode.BAD_JSON, "not JSON we accept: nested too deeply") from None
+    except ValueError as exc:  # an integer over sys.get_int_max_str_digits() digits
+        raise ChatError(ErrorCode.BAD_JSON, f"not JSON we accept: {exc}") from None
     if not isinstance(data, dict):
         raise ChatError(ErrorCode.BAD_MESSAGE, f"expected a JSON object, got {type(data).__name__}")
     if data.get("type") != "say":
@@ -110,6 +114,11 @@ class Message:
     user: str
     text: str
     ts: float
+
+    @cached_property
+    def size(self) -> int:
+        """Bytes of :attr:`event` in UTF-8: what remembering this message costs."""
+        return len(self.event.encode())
 
     @cached_property
     def event(self) -> str:

@@ -1,18 +1,22 @@
 """The members of each room connected to this process, and how one joins without a gap.
 
-A client that resumes with ``since=N`` must receive every message after N
-exactly once, even while others keep talking. Joining therefore opens a
-*catch-up buffer* first, replays the history, then sends whatever the buffer
-caught that is newer than the replay, and only then becomes a live member.
+A room exists in this process while anyone *holds* it: a live member, or a
+member still being welcomed and replayed to. The last one to let go — by
+leaving, or by dropping in the middle of its welcome — removes the room and
+cancels its subscription, so an aborted resume leaves nothing behind.
+
+Every operation is O(1) in the number of rooms.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from course_ws.chat.broker import Broker
+from course_ws.chat.brokers import Broker, Subscription
+from course_ws.chat.catchup import CatchUp
 from course_ws.chat.protocol import presence, welcome
 
 Connection = TypeVar("Connection", bound=Hashable)
@@ -28,18 +32,20 @@ class LocalRoom(Generic[Connection]):
     name: str
     fanout: Fanout[Connection]
     members: dict[Connection, str] = field(default_factory=dict)
-    catching_up: list[list[tuple[int | None, str]]] = field(default_factory=list)
+    catching_up: set[CatchUp] = field(default_factory=set)
+    holders: int = 0
+    subscribed: asyncio.Task[Subscription] | None = None
 
     def deliver(self, event: str, message_id: int | None) -> None:
-        """Called by the broker for each event of the room."""
-        for buffer in self.catching_up:
-            buffer.append((message_id, event))
+        """Called by the bus for each event of the room."""
+        for catch_up in self.catching_up:
+            catch_up.deliver(event, message_id)
         if self.members:
             self.fanout(self.members.keys(), event)
 
 
 class LocalRooms(Generic[Connection]):
-    """Every room that has members in this process."""
+    """Every room that has members (or joiners) in this process."""
 
     def __init__(
         self, broker: Broker, fanout: Fanout[Connection], presence_limit: int = 100
@@ -48,50 +54,77 @@ class LocalRooms(Generic[Connection]):
         self.fanout = fanout
         self.presence_limit = presence_limit
         self.rooms: dict[str, LocalRoom[Connection]] = {}
+        self.members = 0
+        """Live members in all rooms of this process."""
+
+    def _hold(self, room: str) -> LocalRoom[Connection]:
+        local = self.rooms.get(room)
+        if local is None:
+            local = self.rooms[room] = LocalRoom(room, self.fanout)
+            local.subscribed = asyncio.ensure_future(self.broker.bus.subscribe(room, local.deliver))
+            self.broker.store.hold(room)
+        local.holders += 1
+        return local
+
+    async def _let_go(self, local: LocalRoom[Connection]) -> None:
+        local.holders -= 1
+        if local.holders > 0:
+            return
+        if self.rooms.get(local.name) is local:
+            del self.rooms[local.name]
+        self.broker.store.release(local.name)
+        subscribing = local.subscribed
+        if subscribing is None:
+            return
+        if subscribing.done() and not subscribing.cancelled() and not subscribing.exception():
+            await subscribing.result().cancel()
+        else:
+            subscribing.cancel()  # not subscribed yet (or failed): nothing to undo
 
     async def join(
         self, room: str, connection: Connection, user: str, since: int | None, send: Send
     ) -> None:
-        """Welcome ``connection``, replay what it missed, then make it a live member."""
-        local = self.rooms.get(room)
-        if local is None:
-            local = self.rooms[room] = LocalRoom(room, self.fanout)
-            await self.broker.subscribe(room, local.deliver)
-        buffer: list[tuple[int | None, str]] = []
-        tracked = len(local.members) < self.presence_limit  # still small once we are in
-        # Presence after this point is in the buffer.
-        members = sorted(local.members.values()) if tracked else None
-        local.catching_up.append(buffer)
+        """Welcome ``connection``, replay what it missed, then make it a live member.
+
+        If this raises (the client went away, the send timed out), the member
+        never joined and holds nothing.
+        """
+        local = self._hold(room)
+        catch_up = CatchUp()
+        joined = False
         try:
-            last_id, missed = await self.broker.replay(room, since)
+            assert local.subscribed is not None
+            await asyncio.shield(local.subscribed)
+            tracked = len(local.members) < self.presence_limit  # still small once we are in
+            # From here on, presence lands in the catch-up buffer, not in this list.
+            members = sorted(local.members.values()) if tracked else None
+            local.catching_up.add(catch_up)
+            last_id, missed = await self.broker.store.replay(room, since)
             await send(welcome(room, user, last_id, members))
-            sent = 0
             for message in missed:
                 await send(message.event)
-                sent = message.id
-            sent = max(sent, last_id if since is None else sent)
-            index = 0
-            while index < len(buffer):  # the buffer may grow while we send
-                message_id, event = buffer[index]
-                if message_id is None or message_id > sent:
-                    await send(event)
-                    sent = max(sent, message_id or 0)
-                index += 1
+            while (event := catch_up.after(last_id)) is not None:
+                await send(event)
+            # No await since the buffer ran dry: nothing can fall in between.
+            local.catching_up.discard(catch_up)
+            local.members[connection] = user
+            self.members += 1
+            joined = True
         finally:
-            local.catching_up.remove(buffer)
-        local.members[connection] = user
+            local.catching_up.discard(catch_up)
+            if not joined:
+                await self._let_go(local)
         if len(local.members) <= self.presence_limit:
-            await self.broker.publish_presence(room, presence("join", room, user))
+            await self.broker.bus.publish(room, presence("join", room, user), None)
 
     async def leave(self, room: str, connection: Connection) -> None:
-        """Remove ``connection`` and tell the others; forget the room when nobody is left."""
+        """Remove ``connection`` and tell the others; forget the room when nobody holds it."""
         local = self.rooms.get(room)
         if local is None or connection not in local.members:
             return
         announce = len(local.members) <= self.presence_limit
         user = local.members.pop(connection)
-        if not local.members and not local.catching_up:
-            del self.rooms[room]
-            await self.broker.unsubscribe(room)
-        if announce:
-            await self.broker.publish_presence(room, presence("leave", room, user))
+        self.members -= 1
+        if announce:  # members in other processes hear it too
+            await self.broker.bus.publish(room, presence("leave", room, user), None)
+        await self._let_go(local)

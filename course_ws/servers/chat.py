@@ -10,15 +10,20 @@ Production choices, each for a reason:
   client cannot stall the room.
 - **A slow client is dropped, not buffered forever.** ``broadcast`` has no
   backpressure; a member with more than 256 KiB unsent is closed with 1013
-  (:class:`course_ws.fanout.strategies.BoundedBroadcast`) and may resume with
+  (:class:`course_ws.fanout.bounded.BoundedBroadcast`) and may resume with
   ``?since=``. The kernel's send buffer is capped too (:data:`KERNEL_SEND_BUFFER`):
   left alone, Linux lets it grow to megabytes per connection before the server
   even sees a backlog.
 - **Compression is off.** Chat messages are small; per-message deflate would
   cost CPU for every member on every message and ~50 KiB of memory per
   connection.
-- **Input is validated and rate limited**; a bad message gets an ``error``
-  event and the connection stays open. Binary frames close with 1003.
+- **Input is validated and rate limited per client address**; a bad message
+  gets an ``error`` event and the connection stays open. Binary frames close
+  with 1003.
+
+Every one of those decisions but the fan-out is made in :mod:`course_ws.chat`
+(admission, the member session, rooms, catch-up, limits, metrics), the same
+for every stack; this module only moves events between ``websockets`` and it.
 """
 
 from __future__ import annotations
@@ -27,20 +32,20 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.resources import files
-from urllib.parse import parse_qs, urlsplit
+from weakref import WeakKeyDictionary
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
-from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from course_ws.chat.broker import Broker, MemoryBroker
-from course_ws.chat.protocol import ChatError, ErrorCode, guest_name, parse_say, valid_user
-from course_ws.chat.ratelimit import TokenBucket
-from course_ws.chat.rooms import LocalRooms
-from course_ws.fanout.strategies import BoundedBroadcast
+from course_ws.chat.admission import Admitted
+from course_ws.chat.brokers import Broker, open_broker
+from course_ws.chat.metrics import CONTENT_TYPE, ServerMetrics
+from course_ws.chat.ratelimit import client_address
+from course_ws.chat.service import ChatService
+from course_ws.chat.session import Close, CloseCode, Reply
+from course_ws.fanout.bounded import BoundedBroadcast, close_for_certain, send_deadline
 from course_ws.options import ServeOptions
 from course_ws.servers._websockets_router import (
     Route,
@@ -59,42 +64,13 @@ KERNEL_SEND_BUFFER = 64 * 1024
 PAGE = files("course_ws") / "static" / "chat.html"
 
 
-@dataclass(frozen=True)
-class ChatQuery:
-    """What a client may ask for in the query string: ``?user=NAME&since=N``."""
-
-    user: str | None
-    since: int | None
-
-    @classmethod
-    def parse(cls, path: str) -> ChatQuery:
-        """Read the query of ``path``; :class:`ValueError` says what is wrong with it."""
-        query = parse_qs(urlsplit(path).query, keep_blank_values=True)
-        user = query.get("user", [None])[-1]
-        if user is not None and not valid_user(user):
-            raise ValueError("user must be 1-32 characters of A-Z a-z 0-9 _ . -")
-        since = query.get("since", [None])[-1]
-        if since is not None and not (since.isascii() and since.isdigit()):
-            raise ValueError("since must be a message id: a whole number, 0 or more")
-        return cls(user, int(since) if since is not None else None)
-
-
-def check_chat_request(request: Request, params: dict[str, str]) -> Response | None:
-    """Refuse a bad query string with 400 before the WebSocket opens."""
-    try:
-        ChatQuery.parse(request.path)
-    except ValueError as exc:
-        return text_response(400, f"{exc}\n")
-    return None
-
-
 def page() -> Response:
     """The browser chat client."""
     return text_response(200, PAGE.read_text(encoding="utf-8"), "text/html; charset=utf-8")
 
 
 class ChatServer:
-    """The chat of one process: its rooms and its broker."""
+    """The ``websockets`` adapter of :class:`course_ws.chat.service.ChatService`."""
 
     def __init__(
         self,
@@ -102,58 +78,82 @@ class ChatServer:
         options: ServeOptions,
         observe_publish: Callable[[float], None] | None = None,
     ) -> None:
-        self.broker = broker
         self.options = options
         self.observe_publish = observe_publish
         """Called with the seconds from receiving each ``say`` to its last write (a metric)."""
-        self.rooms: LocalRooms[ServerConnection] = LocalRooms(
-            broker, BoundedBroadcast(), options.presence_limit
+        self.metrics = ServerMetrics()
+        self.fanout = BoundedBroadcast(
+            on_close=lambda: self.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
         )
+        self.service: ChatService[ServerConnection] = ChatService(
+            broker, self.fanout, options, self.metrics
+        )
+        self._admitted: WeakKeyDictionary[ServerConnection, Admitted] = WeakKeyDictionary()
+
+    def address(self, connection: ServerConnection, request: Request) -> str:
+        """The client address that per-address limits apply to."""
+        peer = connection.remote_address[0] if connection.remote_address else None
+        forwarded = request.headers.get("X-Forwarded-For")
+        return client_address(peer, forwarded, self.options.trusted_proxy)
+
+    def admit(
+        self, connection: ServerConnection, request: Request, params: dict[str, str]
+    ) -> Response | None:
+        """Admit a chat handshake, or answer it with the service's HTTP refusal."""
+        decision = self.service.admit(request.path, self.address(connection, request))
+        if isinstance(decision, Admitted):
+            self._admitted[connection] = decision
+            return None
+        return text_response(decision.status, f"{decision.text}\n")
 
     async def chat(self, websocket: ServerConnection, room: str) -> None:
         """One member of ``room``, from welcome to leave."""
+        admitted = self._admitted.pop(websocket)
         sock = websocket.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
-        query = ChatQuery.parse(websocket.request.path)
-        user = query.user or guest_name()
-        rate = self.options.message_rate
-        bucket = TokenBucket(rate, self.options.message_burst)
+        self.metrics.connections.inc()
         try:
-            await self.rooms.join(room, websocket, user, query.since, websocket.send)
-            async for raw in websocket:
-                received = time.perf_counter()
-                if isinstance(raw, bytes):
-                    await websocket.close(
-                        CloseCode.UNSUPPORTED_DATA, "chat messages are JSON text frames"
-                    )
-                    break
-                try:
-                    if not bucket.take():
-                        raise ChatError(
-                            ErrorCode.RATE_LIMITED, f"over {rate:g} messages a second; slow down"
-                        )
-                    say = parse_say(raw)
-                except ChatError as error:
-                    await websocket.send(error.event())
-                    continue
-                await self.broker.publish_message(room, user, say.text)
-                if self.observe_publish is not None:
-                    self.observe_publish(time.perf_counter() - received)
+            async with self.service.member(admitted, websocket, websocket.send) as session:
+                async for frame in websocket:
+                    received = time.perf_counter()
+                    action = await self.service.handle(session, frame)
+                    if isinstance(action, Reply):
+                        self.fanout((websocket,), action.event)  # never waits for the reader
+                    elif isinstance(action, Close):
+                        await close_for_certain(websocket, action.code, action.reason)
+                        break
+                    elif self.observe_publish is not None:
+                        self.observe_publish(time.perf_counter() - received)
+        except TimeoutError:
+            self.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
+            await close_for_certain(websocket, CloseCode.TRY_AGAIN_LATER, "too slow to join")
         except ConnectionClosedOK:
             pass  # it said goodbye while we were still sending (a long replay, say)
         except ConnectionClosedError as exc:
-            logger.info("%s left %s abruptly: %s", user, room, exc)
+            logger.info("%s left %s abruptly: %s", admitted.user, room, exc)
         finally:
-            await self.rooms.leave(room, websocket)
+            self.metrics.connections.dec()
+
+    async def echo(self, websocket: ServerConnection) -> None:
+        """``/echo``, counted among the open connections."""
+        self.metrics.connections.inc()
+        try:
+            await echo(websocket)
+        finally:
+            self.metrics.connections.dec()
+
+    def metrics_page(self) -> Response:
+        """``GET /metrics``: Prometheus text format."""
+        return text_response(200, self.metrics.render().decode(), CONTENT_TYPE)
 
     def app(self) -> WebsocketsApp:
         """The routes and pages of this server."""
         return WebsocketsApp(
             routes=(
-                Route.at("/echo", echo),
-                Route.at("/chat/{room}", self.chat, check_chat_request),
+                Route.at("/echo", self.echo),
+                Route.at("/chat/{room}", self.chat, self.admit),
             ),
-            pages={"/": page},
+            pages={"/": page, "/metrics": self.metrics_page},
             logger=logger,
         )
 
@@ -165,8 +165,14 @@ async def start(
     observe_publish: Callable[[float], None] | None = None,
 ) -> StartedWebsockets:
     """Serve the chat on ``sock`` with an in-process broker."""
-    broker = MemoryBroker(history_size=options.history_size)
+    broker = open_broker(history_size=options.history_size, history_bytes=options.history_bytes)
     server = ChatServer(broker, options, observe_publish)
     return await start_websockets_app(
-        server.app(), options, sock, cleanup=server.broker.aclose, compression=None
+        server.app(),
+        options,
+        sock,
+        cleanup=server.service.aclose,
+        compression=None,
+        close_timeout=options.close_timeout,
+        create_connection=send_deadline(options.send_timeout),
     )

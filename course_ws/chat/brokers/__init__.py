@@ -1,0 +1,30 @@
+"""Brokers: a store (ids, bounded history, replay) and a bus (subscribe, deliver), by URL.
+
+``open_broker("memory://")`` is the default and needs nothing installed;
+chapter 06 adds ``redis://HOST:PORT/DB``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from course_ws.chat.brokers.base import Broker, Bus, Delivery, Store, Subscription
+from course_ws.chat.brokers.memory import MemoryBus, MemoryStore
+from course_ws.chat.history import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES
+
+SCHEMES = ("memory",)
+
+__all__ = ["Broker", "Bus", "Delivery", "Store", "Subscription", "open_broker"]
+
+
+def open_broker(
+    url: str = "memory://",
+    *,
+    history_size: int = DEFAULT_HISTORY,
+    history_bytes: int = DEFAULT_HISTORY_BYTES,
+) -> Broker:
+    """The broker at ``url``; :class:`ValueError` names the schemes understood."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return Broker(MemoryStore(history_size, history_bytes), MemoryBus())
+    raise ValueError(f"unknown broker {url!r}: use one of {', '.join(s + '://' for s in SCHEMES)}")

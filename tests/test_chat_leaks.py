@@ -1,0 +1,147 @@
+"""Nothing leaks: after abrupt disconnects, aborted resumes and simultaneous joins, /metrics is 0.
+
+Every count here is read from the server's own ``GET /metrics``, the way an
+operator would read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import urllib.request
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+from course_ws import BackgroundServer, serve_in_background
+from course_ws.chat.metrics import read_metrics
+from course_ws.clients.chat import ChatClient, chat_url
+from course_ws.clients.waiting import wait_until
+
+GENEROUS = {
+    "message_rate": 1e5,
+    "message_burst": 100_000,
+    "connect_rate": 1e5,
+    "connect_burst": 100_000,
+}
+GAUGES = (
+    "course_ws_connections",
+    "course_ws_rooms_active",
+    "course_ws_room_members",
+    "course_ws_broker_subscriptions",
+)
+
+
+def metrics(server: BackgroundServer) -> dict[str, float]:
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as response:
+        return read_metrics(response.read().decode())
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def everyone_gone(server: BackgroundServer) -> dict[str, float]:
+    await wait_until(
+        lambda: all(metrics(server)[name] == 0 for name in GAUGES),
+        within=10,
+        what="every gauge back to 0",
+    )
+    return metrics(server)
+
+
+async def read_messages(client: ChatClient, count: int) -> None:
+    """Read what ``client`` said back to itself (a client that does not read cannot close)."""
+    for _ in range(count):
+        await client.next("message", timeout=5)
+
+
+async def abrupt_disconnects(server: BackgroundServer, count: int) -> None:
+    async def one(number: int) -> None:
+        websocket = await connect(chat_url(server.url, f"abrupt-{number % 7}"))
+        await websocket.recv()  # the welcome: it is a member now
+        websocket.transport.abort()
+
+    for start in range(0, count, 50):
+        await asyncio.gather(*(one(n) for n in range(start, min(start + 50, count))))
+
+
+async def aborted_resumes(server: BackgroundServer, rooms: int) -> None:
+    for number in range(rooms):
+        room = f"resume-{number}"
+        async with await ChatClient.connect(server.url, room, user="talker") as talker:
+            for _ in range(100):
+                await talker.say("x" * 4000)
+            await read_messages(talker, 100)
+        # Into the now empty room: resume from 0, and vanish during the 400 kB replay.
+        websocket = await connect(chat_url(server.url, room, since=0), max_size=2**20)
+        websocket.transport.abort()
+
+
+async def simultaneous_joins(server: BackgroundServer, pairs: int) -> None:
+    async def resume(room: str) -> list[int]:
+        async with await ChatClient.connect(server.url, room, since=0) as client:
+            ids: list[int] = []
+            while len(ids) < 40:
+                event = await client.event(timeout=5)
+                if event["type"] == "message":
+                    ids.append(event["id"])
+            return ids
+
+    for number in range(pairs):
+        room = f"together-{number}"
+        async with await ChatClient.connect(server.url, room, user="talker") as talker:
+            for n in range(20):
+                await talker.say(f"before {n}")
+            joiners = [asyncio.create_task(resume(room)) for _ in range(2)]
+            for n in range(20):
+                await talker.say(f"during {n}")
+            await read_messages(talker, 40)
+            for ids in await asyncio.gather(*joiners):
+                assert ids == list(range(1, 41)), f"a gap or a repeat in {room}: {ids}"
+
+
+async def test_nothing_leaks_after_abrupt_disconnects_aborted_resumes_and_joins():
+    with serve_in_background("chat", **GENEROUS) as server:
+        await abrupt_disconnects(server, 200)  # warm up: allocator arenas, caches
+        await everyone_gone(server)
+        before = rss_bytes()
+
+        await abrupt_disconnects(server, 1000)
+        await aborted_resumes(server, 3)
+        await simultaneous_joins(server, 20)
+        after = await everyone_gone(server)
+
+        history = after["course_ws_history_bytes"]
+        assert history <= 3 * 2**20 + 50 * 2**16  # bounded: per-room byte cap
+        grown = rss_bytes() - before
+        assert grown <= 0.10 * before + history, (before, grown, history)
+        assert not [line for line in server.logs if "Traceback" in line]
+
+
+async def test_metrics_count_published_messages_and_refusals():
+    with serve_in_background("chat") as server:
+        async with await ChatClient.connect(server.url, "counted") as client:
+            await client.say("one")
+            await client.next("message")
+            await client.websocket.send(json.dumps({"type": "nope"}))
+            await client.next("error")
+            during = metrics(server)
+        for target in ("/chat/bad%20room", "/chat/ok?since=x"):
+            try:
+                async with connect(f"{server.url}{target}"):
+                    pass
+            except Exception:  # noqa: BLE001 - InvalidStatus, asserted through the metrics
+                pass
+        after = await everyone_gone(server)
+    assert during["course_ws_connections"] == 1
+    assert during["course_ws_rooms_active"] == 1
+    assert during["course_ws_room_members"] == 1
+    assert during["course_ws_broker_subscriptions"] == 1
+    assert after["course_ws_messages_published_total"] == 1
+    assert after['course_ws_handshake_refusals_total{status="400"}'] == 1
+    assert after["course_ws_history_rooms"] == 1
