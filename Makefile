@@ -26,6 +26,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict course_ws
 	$(BIN)/pytest $(NBVAL) tests notebooks
 
 notebooks: $(STAMP)

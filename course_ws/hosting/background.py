@@ -176,9 +176,8 @@ class BackgroundServer:
 
 
 def _is_asgi_app(target: Callable[..., Any]) -> bool:
-    call = target if inspect.isfunction(target) or inspect.ismethod(target) else target.__call__
-    try:
-        parameters = inspect.signature(call).parameters
+    try:  # an instance with __call__ (a Starlette app) is read through its bound __call__
+        parameters = inspect.signature(target).parameters
     except (TypeError, ValueError):
         return False
     return len(parameters) == 3

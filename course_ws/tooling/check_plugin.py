@@ -34,6 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     title = _titles.get(report.nodeid, report.nodeid)
+    outcome: str
     if report.when == "call":
         outcome = report.outcome
     elif report.failed:  # a broken fixture: the exercise could not even be set up
