@@ -12,7 +12,9 @@ import resource
 import urllib.request
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from course_ws import BackgroundServer, serve_in_background
 from course_ws.chat.metrics import read_metrics
@@ -132,11 +134,9 @@ async def test_metrics_count_published_messages_and_refusals():
             await client.next("error")
             during = metrics(server)
         for target in ("/chat/bad%20room", "/chat/ok?since=x"):
-            try:
+            with pytest.raises(InvalidStatus):
                 async with connect(f"{server.url}{target}"):
                     pass
-            except Exception:  # noqa: BLE001 - InvalidStatus, asserted through the metrics
-                pass
         after = await everyone_gone(server)
     assert during["course_ws_connections"] == 1
     assert during["course_ws_rooms_active"] == 1
@@ -144,4 +144,5 @@ async def test_metrics_count_published_messages_and_refusals():
     assert during["course_ws_broker_subscriptions"] == 1
     assert after["course_ws_messages_published_total"] == 1
     assert after['course_ws_handshake_refusals_total{status="400"}'] == 1
+    assert after['course_ws_handshake_refusals_total{status="404"}'] == 1
     assert after["course_ws_history_rooms"] == 1

@@ -46,7 +46,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             stack="asyncio streams + course_ws.rfc6455",
             summary="echo without a WebSocket library: the protocol by hand (chapter 01)",
             chapter="01",
-            endpoints=("/echo", "GET /healthz"),
+            endpoints=("/echo", "GET /healthz", "GET /metrics"),
             module="course_ws.servers.raw",
         ),
         CatalogueEntry(
@@ -54,7 +54,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             stack="websockets",
             summary="sends every text or binary message back unchanged",
             chapter="00, 02",
-            endpoints=("/echo", "GET /healthz"),
+            endpoints=("/echo", "GET /healthz", "GET /metrics"),
             module="course_ws.servers.echo",
         ),
         CatalogueEntry(
@@ -62,7 +62,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             stack="websockets",
             summary="the chat protocol in rooms, with history, resume, and a browser page",
             chapter="03",
-            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz"),
+            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
             module="course_ws.servers.chat",
         ),
     )

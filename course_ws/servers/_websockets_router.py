@@ -24,7 +24,7 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -32,15 +32,15 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from course_ws import rfc6455
+from course_ws.chat.metrics import CONTENT_TYPE, ServerMetrics
+from course_ws.chat.protocol import ROOM_PATTERN
 from course_ws.options import ServeOptions
 from course_ws.servers import StartServer
 
 RouteHandler = Callable[..., Awaitable[None]]
 RequestCheck = Callable[[ServerConnection, Request, dict[str, str]], "Response | None"]
-"""Refuse a handshake with an HTTP response (say, 400 for a bad query) or return ``None``."""
-
-CLOSE_TIMEOUT = 5.0
-"""Seconds to wait for a peer's close frame before dropping the TCP connection."""
+"""Refuse a handshake with an HTTP response (say, 400 for a bad query) or return ``None``;
+it counts its own refusals in the server's metrics."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class Route:
 
     @classmethod
     def at(cls, path: str, handler: RouteHandler, check: RequestCheck | None = None) -> Route:
-        """A route for ``path``, where ``{name}`` matches one segment of ``[A-Za-z0-9_-]{1,64}``."""
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_-]{1,64})", path)
+        """A route for ``path``, where ``{name}`` matches one segment by the room rule
+        (:data:`course_ws.chat.protocol.ROOM_PATTERN`, defined once)."""
+        regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{ROOM_PATTERN.pattern})", path)
         return cls(re.compile(f"{regex}\\Z"), handler, check)
 
     def match(self, path: str) -> dict[str, str] | None:
@@ -101,6 +102,8 @@ class WebsocketsApp:
     routes: tuple[Route, ...]
     pages: Mapping[str, Callable[[], Response]]
     logger: logging.Logger
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    """Served at ``GET /metrics``; counts connections and every refusal answered here."""
 
     def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route for ``path`` and its parameters, or ``None``."""
@@ -112,6 +115,20 @@ class WebsocketsApp:
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer plain HTTP requests; let WebSocket upgrades on known routes through.
+
+        Every refusal answered here (a status of 400 or more) is counted in
+        :attr:`metrics`; a route's own check counts its own refusals.
+        """
+        answer = self._answer(request)
+        if isinstance(answer, Response):
+            if answer.status_code >= 400:
+                self.metrics.refused(answer.status_code)
+            return answer
+        route, params = answer
+        return route.check(connection, request, params) if route.check else None
+
+    def _answer(self, request: Request) -> Response | tuple[Route, dict[str, str]]:
+        """The response to a plain HTTP request or a refused one, else the route to check.
 
         The order matches the ``raw`` server's: a bad target or Host (400),
         then the path (404), then the WebSocket version (426); ``websockets``
@@ -126,6 +143,8 @@ class WebsocketsApp:
             return refusal(error)
         if path == "/healthz":
             return text_response(200, "ok\n")
+        if path == "/metrics":
+            return text_response(200, self.metrics.render().decode(), CONTENT_TYPE)
         if path in self.pages and "upgrade" not in request.headers.get("Connection", "").lower():
             return self.pages[path]()
         found = self.find(path)
@@ -137,8 +156,7 @@ class WebsocketsApp:
             except rfc6455.HandshakeError as error:
                 self.logger.info("refused %s: %s", path, error)
                 return refusal(error)
-        route, params = found
-        return route.check(connection, request, params) if route.check else None
+        return found
 
     async def handler(self, websocket: ServerConnection) -> None:
         """Dispatch an accepted connection to its route's handler."""
@@ -150,7 +168,11 @@ class WebsocketsApp:
         if found is None:  # process_request has already refused such paths
             raise RuntimeError(f"no route for {request.path}")
         route, params = found
-        await route.handler(websocket, **params)
+        self.metrics.connections.inc()
+        try:
+            await route.handler(websocket, **params)
+        finally:
+            self.metrics.connections.dec()
 
 
 class StartedWebsockets:
@@ -187,7 +209,7 @@ async def start_websockets_app(
         "max_size": options.max_size,
         "ping_interval": options.ping_interval,
         "ping_timeout": options.ping_timeout,
-        "close_timeout": CLOSE_TIMEOUT,
+        "close_timeout": options.close_timeout,
         "open_timeout": 10,
         "max_queue": 16,
         "write_limit": 2**15,

@@ -41,7 +41,7 @@ from websockets.http11 import Request, Response
 
 from course_ws.chat.admission import Admitted
 from course_ws.chat.brokers import Broker, open_broker
-from course_ws.chat.metrics import CONTENT_TYPE, ServerMetrics
+from course_ws.chat.metrics import ServerMetrics
 from course_ws.chat.ratelimit import client_address
 from course_ws.chat.service import ChatService
 from course_ws.chat.session import Close, CloseCode, Reply
@@ -111,7 +111,6 @@ class ChatServer:
         admitted = self._admitted.pop(websocket)
         sock = websocket.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
-        self.metrics.connections.inc()
         try:
             async with self.service.member(admitted, websocket, websocket.send) as session:
                 async for frame in websocket:
@@ -131,30 +130,17 @@ class ChatServer:
             pass  # it said goodbye while we were still sending (a long replay, say)
         except ConnectionClosedError as exc:
             logger.info("%s left %s abruptly: %s", admitted.user, room, exc)
-        finally:
-            self.metrics.connections.dec()
-
-    async def echo(self, websocket: ServerConnection) -> None:
-        """``/echo``, counted among the open connections."""
-        self.metrics.connections.inc()
-        try:
-            await echo(websocket)
-        finally:
-            self.metrics.connections.dec()
-
-    def metrics_page(self) -> Response:
-        """``GET /metrics``: Prometheus text format."""
-        return text_response(200, self.metrics.render().decode(), CONTENT_TYPE)
 
     def app(self) -> WebsocketsApp:
         """The routes and pages of this server."""
         return WebsocketsApp(
             routes=(
-                Route.at("/echo", self.echo),
+                Route.at("/echo", echo),
                 Route.at("/chat/{room}", self.chat, self.admit),
             ),
-            pages={"/": page, "/metrics": self.metrics_page},
+            pages={"/": page},
             logger=logger,
+            metrics=self.metrics,
         )
 
 
@@ -173,6 +159,5 @@ async def start(
         sock,
         cleanup=server.service.aclose,
         compression=None,
-        close_timeout=options.close_timeout,
         create_connection=send_deadline(options.send_timeout),
     )

@@ -52,18 +52,16 @@ async def echo(websocket: ServerConnection) -> None:
         logger.info("echo client %s left abruptly: %s", websocket.remote_address, exc)
 
 
-APP = WebsocketsApp(routes=(Route.at("/echo", echo),), pages={}, logger=logger)
-
 NOT_READING = "too slow: you send, but do not read the replies"
 """The reason sent with 1013 to a client whose replies stayed blocked for the send timeout."""
 
 
 async def start(options: ServeOptions, sock: socket.socket) -> StartedWebsockets:
     """Serve ``/echo`` on ``sock``, closing clients that do not read their replies."""
+    app = WebsocketsApp(routes=(Route.at("/echo", echo),), pages={}, logger=logger)
     return await start_websockets_app(
-        APP,
+        app,
         options,
         sock,
-        close_timeout=options.close_timeout,
         create_connection=send_deadline(options.send_timeout, NOT_READING),
     )

@@ -14,6 +14,7 @@ sends a head that is not HTTP             answers ``400`` naming what is wrong
 sends a target that is not a path or URL  answers ``400`` naming what is wrong
 omits Host (or sends two) in HTTP/1.1     answers ``400``
 ``GET /healthz``                          answers ``200 ok``
+``GET /metrics``                          answers the Prometheus metrics
 asks for any path but ``/echo``           answers ``404`` before any upgrade
 upgrades ``/echo`` with another method    answers ``405`` with ``Allow: GET``
 upgrades ``/echo`` without a header       answers ``400`` naming the header
@@ -51,6 +52,7 @@ import secrets
 import socket
 from collections.abc import Sequence
 
+from course_ws.chat.metrics import ServerMetrics
 from course_ws.options import ServeOptions
 from course_ws.rfc6455 import (
     MAX_CLOSE_REASON,
@@ -96,6 +98,7 @@ a couple of milliseconds."""
 
 ECHO_PATH = "/echo"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 
 
 class State(enum.Enum):
@@ -124,12 +127,15 @@ class RawConnection:
         *,
         handshake_timeout: float,
         close_timeout: float,
+        metrics: ServerMetrics,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.options = options
         self.handshake_timeout = handshake_timeout
         self.close_timeout = close_timeout
+        self.metrics = metrics
+        self._open_counted = False  # counted in metrics.connections: uncount once at the end
         self.state = State.CONNECTING
         self.task: asyncio.Task[None] | None = None
         host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
@@ -156,6 +162,8 @@ class RawConnection:
             logger.exception("%s unexpected error: closing with 1011", self.peer)
             self._send_close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            if self._open_counted:
+                self.metrics.connections.dec()
             self.state = State.CLOSED
             # Release the socket whatever happened. After a graceful close this
             # does nothing; otherwise it drops what the peer could not receive.
@@ -199,12 +207,13 @@ class RawConnection:
             request = parse_request(head)
             path, _ = split_target(request.path)  # the query string doesn't choose the route
             check_host(request)
-            if path == HEALTH_PATH:
+            if path in (HEALTH_PATH, METRICS_PATH):
                 if request.method != "GET":
                     raise HandshakeError(
                         405, f"{request.method} {path}: use GET", [("Allow", "GET")]
                     )
-                await self._respond(200, "ok")
+                page = "ok" if path == HEALTH_PATH else self.metrics.render().decode().rstrip()
+                await self._respond(200, page)
                 return None
             if path != ECHO_PATH:
                 raise HandshakeError(404, f"no WebSocket endpoint at {path}")
@@ -219,6 +228,8 @@ class RawConnection:
         self.writer.write(build_response(key))
         await self.writer.drain()
         self.state = State.OPEN
+        self.metrics.connections.inc()
+        self._open_counted = True
         logger.info("%s connection open", self.peer)
         return received
 
@@ -226,6 +237,8 @@ class RawConnection:
         self, status: int, text: str, headers: Sequence[tuple[str, str]] = ()
     ) -> None:
         """Send a plain-text HTTP response (``Connection: close``) and hang up."""
+        if status >= 400:
+            self.metrics.refused(status)
         self.writer.write(build_error_response(status, text, extra_headers=headers))
         await self._hang_up()
 
@@ -403,6 +416,7 @@ class RunningRaw:
         self.handshake_timeout = handshake_timeout
         self.close_timeout = close_timeout
         self.connections: set[RawConnection] = set()
+        self.metrics = ServerMetrics()
         self._server: asyncio.Server | None = None
         self._closing = False
 
@@ -420,6 +434,7 @@ class RunningRaw:
             self.options,
             handshake_timeout=self.handshake_timeout,
             close_timeout=self.close_timeout,
+            metrics=self.metrics,
         )
         if self._closing:  # accepted just before the listener closed
             writer.transport.abort()
