@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from course_ws.clients.waiting import tcp_established, wait_dropped
 from course_ws.hosting.listening import bind_listener, socket_address
 from course_ws.lab.fanout import stalled_client
 from course_ws.options import ServeOptions
@@ -44,7 +45,6 @@ IMPLEMENTATIONS = ["websockets-sansio", "wsproto"]
 CLOSE_TIMEOUT = 0.5
 OUTBOX_LIMIT = 64 * 1024
 CHUNK = "x" * 8192
-TCP_ESTABLISHED = 1
 
 
 @dataclass
@@ -185,28 +185,6 @@ async def hosted(request: pytest.FixtureRequest) -> AsyncIterator[Hosted]:
     assert not leftover, leftover
 
 
-def tcp_state(websocket: ClientConnection) -> int:
-    """The kernel's TCP state of the client's socket, read without reading any data."""
-    sock = websocket.transport.get_extra_info("socket")
-    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0])
-
-
-async def wait_dropped(websocket: ClientConnection, timeout: float) -> float:
-    """Loop time when the server ended ``websocket``'s TCP connection (``inf`` if not in time).
-
-    A stalled client cannot read to find out (reading is what it stopped doing),
-    and a FIN would wait behind the data it never read; an abort's reset arrives
-    at once and moves the socket out of ESTABLISHED.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if tcp_state(websocket) != TCP_ESTABLISHED:
-            return loop.time()
-        await asyncio.sleep(0.005)
-    return float("inf")
-
-
 async def until(condition: Callable[[], bool], timeout: float) -> None:
     """Poll ``condition`` (a state with no event to wait for) for ``timeout`` seconds at most."""
     async with asyncio.timeout(timeout):
@@ -263,7 +241,7 @@ async def test_aclose_aborts_a_stalled_client_within_the_close_timeout(
         print(f"aclose with a client stalled on {path}: {elapsed * 1000:.0f} ms")
         assert elapsed < CLOSE_TIMEOUT + 1
         assert client.close_code == 1001
-        assert tcp_state(stuck) != TCP_ESTABLISHED
+        assert not tcp_established(stuck)
     finally:
         stuck.transport.abort()
 
@@ -310,7 +288,7 @@ async def test_a_stalled_reader_is_dropped_within_the_close_timeout(hosted: Host
     try:
         await asyncio.wait_for(hosted.app.seen.crossing.wait(), 5)
         crossed = hosted.app.seen.crossed[0]
-        dropped = await wait_dropped(stuck, CLOSE_TIMEOUT + 2)
+        dropped = await wait_dropped(stuck, within=CLOSE_TIMEOUT + 2)
         elapsed = dropped - crossed
         print(f"dropped {elapsed * 1000:.0f} ms after the outbox crossed its limit")
         assert elapsed < CLOSE_TIMEOUT + 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from course_ws import BackgroundServer, serve_in_background
-from course_ws.chat.metrics import read_metrics
 from course_ws.clients.chat import ChatClient, chat_url
+from course_ws.clients.metrics import get_metrics
 from course_ws.clients.waiting import wait_until
 
 GENEROUS = {
@@ -36,8 +35,7 @@ GAUGES = (
 
 
 def metrics(server: BackgroundServer) -> dict[str, float]:
-    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as response:
-        return read_metrics(response.read().decode())
+    return get_metrics(server.http_url)
 
 
 def rss_bytes() -> int:

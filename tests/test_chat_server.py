@@ -9,6 +9,9 @@ from websockets.exceptions import InvalidStatus
 
 from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients.chat import ChatClient
+from course_ws.clients.metrics import get_metrics
+from course_ws.clients.waiting import wait_dropped
+from course_ws.lab.fanout import stalled_client
 
 
 async def test_dropping_a_slow_member_is_logged_in_the_servers_log_not_printed(capfd):
@@ -91,3 +94,25 @@ async def test_connection_attempts_over_the_limit_get_429():
         with pytest.raises(InvalidStatus) as refused:
             await ChatClient.connect(server.url, "limited")
     assert refused.value.response.status_code == 429
+
+
+async def test_a_member_that_stops_reading_is_dropped_within_the_close_timeout():
+    """Crossing the backlog limit → 1013 → the TCP connection reset if the close cannot finish."""
+    close_timeout = 0.5
+    options = {"message_rate": 1e4, "message_burst": 10_000, "close_timeout": close_timeout}
+    with serve_in_background("chat", **options) as server:
+        stuck = await stalled_client(f"{server.url}/chat/stream?user=stuck")
+        try:
+            async with await ChatClient.connect(server.url, "stream", user="talker") as talker:
+                dropped_1013 = 'course_ws_members_dropped_total{code="1013"}'
+                for _ in range(1000):
+                    await talker.say("x" * 4000)
+                    await talker.next("message")
+                    if (await asyncio.to_thread(get_metrics, server.http_url)).get(dropped_1013):
+                        break
+                crossed = asyncio.get_running_loop().time()  # just after: an underestimate
+                dropped = await wait_dropped(stuck, within=close_timeout + 3)
+            print(f"dropped {(dropped - crossed) * 1000:.0f} ms after crossing the limit")
+            assert dropped - crossed <= close_timeout + 1
+        finally:
+            stuck.transport.abort()

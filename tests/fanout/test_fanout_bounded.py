@@ -14,9 +14,10 @@ import socket
 import time
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from course_ws.clients.waiting import wait_dropped
 from course_ws.fanout.bounded import BoundedBroadcast, close_for_certain
 from course_ws.lab.fanout import shrink_send_buffer, stalled_client
 
@@ -27,28 +28,6 @@ pytestmark = pytest.mark.skipif(
 CLOSE_TIMEOUT = 0.5
 LIMIT = 64 * 1024
 MESSAGE = "x" * 8192
-TCP_ESTABLISHED = 1
-
-
-def tcp_state(websocket: ClientConnection) -> int:
-    """The kernel's TCP state of the client's socket, read without reading any data.
-
-    A stalled client cannot ``recv`` to learn that it was dropped (reading is
-    what it stopped doing), and a FIN would wait behind the data it never read;
-    a reset arrives at once and moves the socket out of ESTABLISHED.
-    """
-    sock = websocket.transport.get_extra_info("socket")
-    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
-
-
-async def wait_dropped(websocket: ClientConnection, timeout: float) -> float:
-    """Seconds until the server ended ``websocket``'s TCP connection (``inf`` if not in time)."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if tcp_state(websocket) != TCP_ESTABLISHED:
-            return time.monotonic() - start
-        await asyncio.sleep(0.005)
-    return float("inf")
 
 
 async def test_a_stalled_reader_is_reset_within_the_close_timeout_of_crossing_the_limit():
@@ -79,9 +58,10 @@ async def test_a_stalled_reader_is_reset_within_the_close_timeout_of_crossing_th
                     send(members, MESSAGE)
                     await asyncio.sleep(0.002)
                 crossed = time.monotonic()
+                crossed_loop = asyncio.get_running_loop().time()
             assert send.slow.crossed_at is not None
             assert abs(send.slow.crossed_at - crossed) < 0.1  # recorded by SlowClients too
-            elapsed = await wait_dropped(stuck, CLOSE_TIMEOUT + 3)
+            elapsed = await wait_dropped(stuck, within=CLOSE_TIMEOUT + 3) - crossed_loop
             print(f"stalled reader dropped {elapsed:.3f} s after crossing the limit")
             assert elapsed <= CLOSE_TIMEOUT + 1.0
             async with asyncio.timeout(2):  # and the server's handler has ended
