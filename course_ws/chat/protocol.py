@@ -117,8 +117,9 @@ class Message:
 
     @cached_property
     def size(self) -> int:
-        """Bytes of :attr:`event` in UTF-8: what remembering this message costs."""
-        return len(self.event.encode())
+        """What remembering this message costs, in bytes: its text and its serialised event
+        (both are kept), counted in UTF-8."""
+        return len(self.text.encode()) + len(self.event.encode())
 
     @cached_property
     def event(self) -> str:
