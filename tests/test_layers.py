@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,29 @@ def _is_module(name: str) -> bool:
         or (PACKAGE / f"{relative}.py").exists()
         or (PACKAGE / relative / "__init__.py").exists()
     )
+
+
+BLOCK_TEST_TOOLS = """
+import importlib, sys
+
+class NoTestTools:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {tools!r}:
+            raise ImportError(f"{{name}} is a test tool: the runtime must not import it")
+
+sys.meta_path.insert(0, NoTestTools())
+for module in {modules!r}:
+    importlib.import_module(module)
+print("imported", len({modules!r}))
+"""
+
+
+def test_every_server_and_the_cli_import_without_the_dev_extra() -> None:
+    """``course-ws serve`` and ``doctor`` must work on an install without pytest and friends."""
+    modules = ["course_ws", "course_ws.cli", *(entry.module for entry in CATALOGUE.values())]
+    code = BLOCK_TEST_TOOLS.format(tools=TEST_TOOLS, modules=modules)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"imported {len(modules)}"
