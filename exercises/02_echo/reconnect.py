@@ -17,7 +17,7 @@ is unreliable, and your client must not care:
 
 Tip: ``websockets`` reconnects by itself when you *iterate* over
 ``connect(url, reconnect_delays=...)`` instead of entering it with ``async with``
-(notebook 02, section 7).
+(notebook 02b, section 5).
 
 Check your work with ``course_ws.check("reconnect")`` in a notebook, or
 ``course-ws check reconnect`` in a terminal.
