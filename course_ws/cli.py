@@ -133,12 +133,12 @@ def run_check(args: argparse.Namespace) -> int:
     from course_ws.tooling.checks import check
     from course_ws.tooling.exercises import UnknownExerciseError
 
-    try:
+    try:  # each check's line is printed as it finishes; then the verdict
         report = check(args.exercise, solutions=args.solutions)
-    except UnknownExerciseError as exc:
+    except (UnknownExerciseError, FileNotFoundError) as exc:
         print(f"course-ws check: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    print(report)
+    print(f"{report.exercise}: {report.verdict}")
     return 0 if report.passed else 1
 
 

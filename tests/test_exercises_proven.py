@@ -27,13 +27,13 @@ def test_exercise_has_solution_and_check(name):
 
 @pytest.mark.parametrize("name", EXERCISES)
 def test_solution_passes(name):
-    report = check(name, solutions=True)
+    report = check(name, solutions=True, progress=False)
     assert report.passed, str(report)
 
 
 @pytest.mark.parametrize("name", EXERCISES)
 def test_untouched_starter_fails(name):
-    report = check(name)
+    report = check(name, progress=False)
     assert report.errors == 0, f"the starter must fail its checks, not break them:\n{report}"
     assert report.failed >= 1, f"the untouched starter passes every check:\n{report}"
 

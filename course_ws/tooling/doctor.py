@@ -1,7 +1,8 @@
 """``course-ws doctor``: is this machine ready for the course?
 
-It checks what ``pyproject.toml`` asks for, as installed (Python and every
-runtime dependency, each against its lower bound), and looks for the external
+It checks what ``pyproject.toml`` asks for, as installed (Python, every runtime
+dependency and every package of the ``lab`` extra that ``make lab`` installs,
+each against its lower bound), and looks for the external
 programs the later chapters use. Missing packages make it fail; missing
 programs only say which chapters need them and how to install them.
 """
@@ -18,6 +19,8 @@ from packaging.specifiers import SpecifierSet
 from course_ws.hosting.programs import PROGRAMS
 
 DISTRIBUTION = "course-ws"
+LAB_EXTRA = "lab"
+"""The extra a learner installs: JupyterLab, plots, and pytest for the exercise checks."""
 
 
 @dataclass(frozen=True)
@@ -44,26 +47,36 @@ class Report:
     python: Finding
     packages: tuple[Finding, ...]
     programs: tuple[Finding, ...]
+    lab: tuple[Finding, ...] = ()
+    """The ``lab`` extra: JupyterLab, matplotlib, and what the exercise checks run on."""
 
     @property
     def ok(self) -> bool:
-        return self.python.ok and all(finding.ok for finding in self.packages)
+        return self.python.ok and all(finding.ok for finding in (*self.packages, *self.lab))
 
     @property
     def missing_programs(self) -> tuple[Finding, ...]:
         return tuple(finding for finding in self.programs if not finding.ok)
 
     def __str__(self) -> str:
-        width = max(len(f.name) for f in (self.python, *self.packages, *self.programs))
+        found = (self.python, *self.packages, *self.lab, *self.programs)
+        width = max(len(finding.name) for finding in found)
         lines = ["Python", self.python.line(width), "Packages (from pyproject.toml)"]
         lines += [finding.line(width) for finding in self.packages]
+        if self.lab:
+            lines.append(
+                f"Packages for JupyterLab and the exercise checks (the [{LAB_EXTRA}] extra)"
+            )
+            lines += [finding.line(width) for finding in self.lab]
         lines.append("Programs (optional: only some chapters need them)")
         lines += [finding.line(width) for finding in self.programs]
         lines.append("")
         if self.ok:
             lines.append("Everything the course's Python code needs is installed.")
         else:
-            lines.append("Missing pieces: run `make lab` (or `pip install -e .`) to install them.")
+            lines.append(
+                "Missing pieces: run `make lab` (or `pip install -e '.[lab]'`) to install them."
+            )
         if self.missing_programs:
             packages = " ".join(finding.advice for finding in self.missing_programs)
             lines.append(f"To run every chapter, install: sudo apt-get install {packages}")
@@ -113,8 +126,14 @@ def diagnose() -> Report:
         ) from None
     requirements = [Requirement(text) for text in dist.requires or []]
     runtime = [req for req in requirements if req.marker is None]
+    lab = [
+        req
+        for req in requirements
+        if req.marker is not None and req.marker.evaluate({"extra": LAB_EXTRA})
+    ]
     return Report(
         python=_check_python(dist.metadata["Requires-Python"]),
         packages=tuple(_check_requirement(req) for req in runtime),
         programs=_check_programs(),
+        lab=tuple(_check_requirement(req) for req in lab),
     )

@@ -26,21 +26,31 @@ class UnknownExerciseError(LookupError):
 def course_root() -> Path:
     """The folder holding ``exercises/``, ``solutions/`` and ``tests/``: the course checkout.
 
-    ``$COURSE_WS_ROOT`` wins; then the current folder and its parents (a learner
-    who copied the course checks *their* copy); then the folder above the installed
-    package, which is right for the editable install that ``make lab`` makes.
+    ``$COURSE_WS_ROOT`` wins (and must be one); then the current folder and its
+    parents (a learner who copied the course checks *their* copy); then the folder
+    above the installed package, which is right for the editable install that
+    ``make lab`` makes.
     """
-    candidates = [Path(os.environ[ROOT_ENV])] if ROOT_ENV in os.environ else []
+    if os.environ.get(ROOT_ENV):
+        chosen = Path(os.environ[ROOT_ENV]).expanduser().resolve()
+        if not _is_course(chosen):
+            raise FileNotFoundError(
+                f"{ROOT_ENV}={os.environ[ROOT_ENV]} is not a course folder "
+                "(with exercises/ and tests/exercises/)"
+            )
+        return chosen
     here = Path.cwd().resolve()
-    candidates += [here, *here.parents]
-    candidates.append(Path(__file__).resolve().parents[2])
-    for root in candidates:
-        if (root / "exercises").is_dir() and (root / "tests" / "exercises").is_dir():
+    for root in [here, *here.parents, Path(__file__).resolve().parents[2]]:
+        if _is_course(root):
             return root
     raise FileNotFoundError(
         "cannot find the course folder (with exercises/ and tests/exercises/): "
         f"install the course with `make lab` from its checkout, or set {ROOT_ENV}"
     )
+
+
+def _is_course(folder: Path) -> bool:
+    return (folder / "exercises").is_dir() and (folder / "tests" / "exercises").is_dir()
 
 
 @dataclass(frozen=True)

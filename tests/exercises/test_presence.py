@@ -88,6 +88,15 @@ def test_a_newcomer_gets_the_list_of_who_is_there(server):
                 expect(cy, "cy", "cy connected after bob and ada", members("ada", "bob"))
 
 
+def test_two_people_with_one_name_are_both_listed(server):
+    """Two connections with the same name are listed twice: the list keeps duplicates"""
+    with arrive(server, "ada") as first, arrive(server, "ada") as second:
+        expect(first, "the first ada", "she connected first", members())
+        expect(second, "the second ada", "she connected after the first", members("ada"))
+        with arrive(server, "bob") as bob:
+            expect(bob, "bob", "two clients called ada connected, then bob", members("ada", "ada"))
+
+
 def test_everyone_there_hears_who_joins(server):
     """Everyone already there hears who joins (the newcomer does not)"""
     with arrive(server, "ada") as ada, arrive(server, "bob") as bob:

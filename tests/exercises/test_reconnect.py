@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from course_ws import serve_in_background
+from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients import wait_until
 
 TIMEOUT = 3.0
@@ -56,6 +57,21 @@ def feed(*, per_connection: int | None = None, ending: str = "polite"):
     return handler, close_codes
 
 
+@contextlib.asynccontextmanager
+async def serving(handler: Callable[..., Any], **options: Any) -> AsyncIterator[BackgroundServer]:
+    """``serve_in_background`` for a test whose client runs on this test's event loop.
+
+    Stopping closes every client with 1001 and waits for each to answer; a blocking
+    ``stop()`` would freeze the loop that has to answer, and wait out the close timeout
+    for a client that ``collect`` left open.
+    """
+    server = serve_in_background(handler, **options)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
 def expected(count: int) -> list[str]:
     return [f"m{n}" for n in range(count)]
 
@@ -78,7 +94,7 @@ def summary(got: Any) -> str:
 async def test_collects_from_a_steady_server(load):
     """Collects messages from a server that never drops it"""
     handler, _ = feed()
-    with serve_in_background(handler) as server:
+    async with serving(handler) as server:
         got = await run_collect(load("reconnect").collect, server.url, 5)
     assert got == expected(5), f"expected {expected(5)}, got {got}"
 
@@ -86,7 +102,7 @@ async def test_collects_from_a_steady_server(load):
 async def test_reconnects_after_a_polite_close(load):
     """Reconnects when the server closes with 1001 (going away)"""
     handler, _ = feed(per_connection=3, ending="polite")
-    with serve_in_background(handler) as server:
+    async with serving(handler) as server:
         got = await run_collect(load("reconnect").collect, server.url, 10)
     assert got == expected(10), (
         f"expected 10 messages m0...m9 over 4 connections, got {summary(got)}: "
@@ -97,7 +113,7 @@ async def test_reconnects_after_a_polite_close(load):
 async def test_reconnects_after_an_abrupt_drop(load):
     """Reconnects when the connection dies without a close frame (1006)"""
     handler, _ = feed(per_connection=3, ending="abrupt")
-    with serve_in_background(handler) as server:
+    async with serving(handler) as server:
         got = await run_collect(load("reconnect").collect, server.url, 7)
     assert got == expected(7), f"expected m0...m6 over 3 connections, got {summary(got)}"
 
@@ -122,7 +138,7 @@ async def test_waits_for_a_server_that_is_not_there_yet(load):
             await attempt  # the learner's error, turned into a failure by run_collect
             pytest.fail("collect returned while no server was listening yet")
         handler, _ = feed()
-        with serve_in_background(handler, port=port):
+        async with serving(handler, port=port):
             got = await attempt
     finally:
         attempt.cancel()
@@ -132,7 +148,7 @@ async def test_waits_for_a_server_that_is_not_there_yet(load):
 async def test_closes_the_last_connection_normally(load):
     """Closes its last connection with 1000 when done"""
     handler, close_codes = feed()
-    with serve_in_background(handler) as server:
+    async with serving(handler) as server:
         await run_collect(load("reconnect").collect, server.url, 4)
         await wait_until(lambda: bool(close_codes), within=TIMEOUT, what="the server's handler end")
     assert close_codes == [1000], (
