@@ -70,6 +70,11 @@ class ServeOptions:
     """Connections a client address may open at once before the rate applies."""
     max_connections_per_address: int = 256
     """Open WebSocket connections one client address may hold (429 beyond)."""
+    idle_rooms: int = 10_000
+    """Rooms nobody is in whose history is kept for resuming clients; the least recently
+    used is forgotten first."""
+    idle_history_bytes: Bytes = 64 * 2**20
+    """Bytes of history kept for all those idle rooms together."""
     trusted_proxy: tuple[str, ...] = ()
     """Address of a reverse proxy whose X-Forwarded-For names the real client (repeatable);
     limits per address then apply to that client, not to the proxy."""
@@ -95,6 +100,8 @@ class ServeOptions:
             raise ValueError(f"history_bytes must be at least 1, got {self.history_bytes}")
         if self.connect_rate <= 0 or self.connect_burst < 1:
             raise ValueError("connect_rate must be positive and connect_burst at least 1")
+        if self.idle_rooms < 0 or self.idle_history_bytes < 0:
+            raise ValueError("idle_rooms and idle_history_bytes must be 0 or more")
         if self.max_connections_per_address < 1:
             raise ValueError("max_connections_per_address must be at least 1")
         for name in ("send_timeout", "close_timeout"):

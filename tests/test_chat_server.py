@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients.chat import ChatClient
 from course_ws.clients.metrics import get_metrics
-from course_ws.clients.waiting import wait_dropped
+from course_ws.clients.waiting import wait_dropped, wait_until
 from course_ws.lab.fanout import stalled_client
 
 
@@ -116,3 +116,25 @@ async def test_a_member_that_stops_reading_is_dropped_within_the_close_timeout()
             assert dropped - crossed <= close_timeout + 1
         finally:
             stuck.transport.abort()
+
+
+async def test_history_is_bounded_in_bytes_per_room_and_for_idle_rooms():
+    options = {"history_bytes": 64 * 1024, "idle_history_bytes": 100 * 1024}
+    with serve_in_background("chat", message_rate=1e4, message_burst=10_000, **options) as server:
+        for room in ("one", "two", "three"):
+            async with await ChatClient.connect(server.url, room) as client:
+                for _ in range(50):  # 50 x 4,096 emoji: 800 kB of text per room
+                    await client.say("😀" * 4096)
+                    await client.next("message")
+                kept = (await asyncio.to_thread(get_metrics, server.http_url))[
+                    "course_ws_history_bytes"
+                ]
+                assert kept <= 100 * 1024 + 64 * 1024  # idle rooms' cap + this room's
+        await wait_until(
+            lambda: get_metrics(server.http_url)["course_ws_rooms_active"] == 0,
+            within=5,
+            what="everyone gone",
+        )
+        everyone_left = get_metrics(server.http_url)
+    assert everyone_left["course_ws_history_bytes"] <= 100 * 1024
+    assert everyone_left["course_ws_history_rooms"] <= 3

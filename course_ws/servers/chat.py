@@ -151,7 +151,12 @@ async def start(
     observe_publish: Callable[[float], None] | None = None,
 ) -> StartedWebsockets:
     """Serve the chat on ``sock`` with an in-process broker."""
-    broker = open_broker(history_size=options.history_size, history_bytes=options.history_bytes)
+    broker = open_broker(
+        history_size=options.history_size,
+        history_bytes=options.history_bytes,
+        idle_rooms=options.idle_rooms,
+        idle_history_bytes=options.idle_history_bytes,
+    )
     server = ChatServer(broker, options, observe_publish)
     return await start_websockets_app(
         server.app(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from course_ws.chat.brokers.base import Broker, Bus, Delivery, Store, Subscription
-from course_ws.chat.brokers.memory import MemoryBus, MemoryStore
+from course_ws.chat.brokers.memory import MAX_IDLE_BYTES, MAX_IDLE_ROOMS, MemoryBus, MemoryStore
 from course_ws.chat.history import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES
 
 SCHEMES = ("memory",)
@@ -22,9 +22,12 @@ def open_broker(
     *,
     history_size: int = DEFAULT_HISTORY,
     history_bytes: int = DEFAULT_HISTORY_BYTES,
+    idle_rooms: int = MAX_IDLE_ROOMS,
+    idle_history_bytes: int = MAX_IDLE_BYTES,
 ) -> Broker:
     """The broker at ``url``; :class:`ValueError` names the schemes understood."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        return Broker(MemoryStore(history_size, history_bytes), MemoryBus())
+        store = MemoryStore(history_size, history_bytes, idle_rooms, idle_history_bytes)
+        return Broker(store, MemoryBus())
     raise ValueError(f"unknown broker {url!r}: use one of {', '.join(s + '://' for s in SCHEMES)}")
