@@ -75,4 +75,3 @@ def test_the_path_is_checked_before_the_query_and_the_query_before_the_address()
     assert calls == []
     assert admit("/chat/a", "1.2.3.4", attempt) == Refusal(429, "slow down")
     assert calls == ["1.2.3.4"]
-
