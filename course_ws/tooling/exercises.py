@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 
 TARGETS = ("exercises", "solutions")
+SUFFIXES = (".py", ".html")
+"""What an exercise file can be: a Python module or program, or a web page (its script)."""
 ROOT_ENV = "COURSE_WS_ROOT"
 _fresh_names = itertools.count()
 
@@ -60,12 +62,13 @@ class Exercise:
     name: str
     chapter: str
     root: Path
+    suffix: str = ".py"
 
     def path(self, target: str = "exercises") -> Path:
         """The file learners edit (``exercises``) or its solved twin (``solutions``)."""
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
-        return self.root / target / self.chapter / f"{self.name}.py"
+        return self.root / target / self.chapter / f"{self.name}{self.suffix}"
 
     @property
     def check_file(self) -> Path:
@@ -76,9 +79,9 @@ def all_exercises(root: Path | None = None) -> list[Exercise]:
     """Every exercise of the course, in chapter order."""
     root = root or course_root()
     return [
-        Exercise(path.stem, path.parent.name, root)
-        for path in sorted((root / "exercises").glob("[0-9][0-9]_*/*.py"))
-        if not path.name.startswith("_")
+        Exercise(path.stem, path.parent.name, root, path.suffix)
+        for path in sorted((root / "exercises").glob("[0-9][0-9]_*/*"))
+        if path.suffix in SUFFIXES and not path.name.startswith("_")
     ]
 
 

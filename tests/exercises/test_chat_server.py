@@ -1,0 +1,310 @@
+"""Checks for exercise ``chat_server`` (exercises/03_chat/chat_server.py).
+
+The exercise is a whole program, so it is checked as one: each check starts
+``python chat_server.py 0`` in a subprocess, reads the port it prints, joins rooms
+with :class:`course_ws.clients.chat.ChatClient`, and kills the program at the end,
+whatever happened. Every wait is bounded. The file is never imported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from course_ws.clients.chat import ChatClient, chat_url
+from course_ws.tooling.exercises import find_exercise
+
+STARTUP = 5.0
+"""Seconds for the program to print its port (a cold interpreter on a slow laptop)."""
+TIMEOUT = 2.0
+"""Seconds for an event that should come (it takes milliseconds on loopback)."""
+QUIET = 0.3
+"""Seconds of silence that count as "nothing arrived"."""
+WELCOME = 1.0
+"""Seconds for the welcome, once connected."""
+EXIT = 5.0
+"""Seconds for the program to end once killed."""
+LISTENING = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
+COMMAND = "python chat_server.py 0"
+
+Event = dict[str, Any]
+
+
+@dataclass
+class Program:
+    """The learner's chat server, running: its process and the URL it printed."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    stderr: IO[bytes]
+
+    def last_error_line(self) -> str:
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+
+@contextlib.contextmanager
+def ctrl_c_inherited() -> Iterator[None]:
+    """Let the child react to SIGINT even if this process ignores it (nohup, background jobs)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the child starts with SIG_DFL
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def spawn(path: Path, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
+    """``python path 0``, its stdout piped to us, its stderr into a file."""
+    with ctrl_c_inherited():
+        return subprocess.Popen(
+            [sys.executable, str(path), "0"], stdout=subprocess.PIPE, stderr=stderr
+        )
+
+
+async def end(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` if it still runs and reap it. Never waits long."""
+    if process.poll() is None:
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        await asyncio.to_thread(process.wait, EXIT)
+
+
+@pytest.fixture
+def program_path(request: pytest.FixtureRequest) -> Path:
+    target = "solutions" if request.config.getoption("--solutions") else "exercises"
+    return find_exercise("chat_server").path(target)
+
+
+@pytest.fixture
+async def program(program_path: Path) -> AsyncIterator[Program]:
+    """The program, started with port 0, once it has said where it listens; killed after."""
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: it can never fill up
+        process = spawn(program_path, stderr)
+        running = Program(process, "", stderr)
+        try:
+            running.url = await listening_url(running)
+            yield running
+        finally:
+            await end(process)
+
+
+async def listening_url(program: Program) -> str:
+    assert program.process.stdout is not None
+    printed: list[str] = []
+    try:
+        async with asyncio.timeout(STARTUP):
+            # readline blocks: in a thread, which the kill at the end releases
+            while line := await asyncio.to_thread(program.process.stdout.readline):
+                printed.append(line.decode(errors="replace").strip())
+                if found := LISTENING.search(printed[-1]):
+                    return f"ws://127.0.0.1:{found.group(1)}"
+    except TimeoutError:
+        pytest.fail(
+            f"`{COMMAND}` printed no 'listening on ws://127.0.0.1:PORT' line within "
+            f"{STARTUP:g} s" + (f" (it printed: {printed[-3:]})" if printed else "")
+        )
+    await end(program.process)
+    error = program.last_error_line()
+    pytest.fail(
+        f"`{COMMAND}` exited (status {program.process.returncode}) without printing "
+        "'listening on ws://127.0.0.1:PORT'" + (f"; its last error line: {error}" if error else "")
+    )
+
+
+@pytest.fixture
+async def members(program: Program) -> AsyncIterator[Callable[..., Awaitable[ChatClient]]]:
+    """``await join(room, user, since=None)``: a member that has read its welcome."""
+    joined: list[ChatClient] = []
+
+    async def join(room: str, user: str, since: int | None = None) -> ChatClient:
+        where = chat_url("", room, user=user, since=since)
+        try:
+            client = await ChatClient.connect(
+                program.url, room, user=user, since=since, timeout=WELCOME, open_timeout=TIMEOUT
+            )
+        except InvalidStatus as refused:
+            pytest.fail(f"connecting to {where}: refused with HTTP {refused.response.status_code}")
+        except TimeoutError:
+            pytest.fail(f"connecting to {where}: no welcome event within {WELCOME:g} s")
+        except ConnectionClosed as closed:
+            pytest.fail(f"connecting to {where}: closed ({closed}) before any welcome event")
+        except ValueError as wrong:
+            pytest.fail(f"connecting to {where}: {wrong}")
+        joined.append(client)
+        return client
+
+    yield join
+    for client in joined:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(TIMEOUT):
+                await client.close()
+
+
+async def expect(client: ChatClient, after: str) -> Event:
+    """The next event ``client`` receives, within ``TIMEOUT``; a clear failure otherwise."""
+    try:
+        return await client.event(timeout=TIMEOUT)
+    except TimeoutError:
+        pytest.fail(f"{after}: expected an event for {client.user}, got nothing in {TIMEOUT:g} s")
+    except ConnectionClosed as closed:
+        pytest.fail(
+            f"{after}: expected an event for {client.user}, the connection closed ({closed})"
+        )
+    except (json.JSONDecodeError, TypeError) as wrong:
+        pytest.fail(f"{after}: expected a JSON text event for {client.user}: {wrong}")
+
+
+async def expect_silence(client: ChatClient, after: str) -> None:
+    try:
+        event = await client.event(timeout=QUIET)
+    except TimeoutError:
+        return
+    pytest.fail(f"{after}: expected nothing for {client.user}, got {event}")
+
+
+def without_ts(event: Event) -> Event:
+    return {key: value for key, value in event.items() if key != "ts"}
+
+
+async def test_welcome(members):
+    """The welcome comes first: room, user, last_id and who was already there"""
+    ada = await members("lobby", "ada")
+    expected = {"type": "welcome", "room": "lobby", "user": "ada", "last_id": 0, "members": []}
+    assert ada.welcome == expected, (
+        f"ada joined an empty room: expected {expected}, got {ada.welcome}"
+    )
+    bob = await members("lobby", "bob")
+    expected = expected | {"user": "bob", "members": ["ada"]}
+    assert bob.welcome == expected, f"bob joined after ada: expected {expected}, got {bob.welcome}"
+
+
+async def test_join_and_leave(members):
+    """Everyone, the newcomer included, hears who joins; those left hear who leaves"""
+    ada = await members("lobby", "ada")
+    join = {"type": "join", "room": "lobby", "user": "ada"}
+    got = await expect(ada, "ada joined")
+    assert got == join, f"ada joined: expected her to hear {join} after the welcome, got {got}"
+    bob = await members("lobby", "bob")
+    join = join | {"user": "bob"}
+    for who in (bob, ada):
+        got = await expect(who, "bob joined")
+        assert got == join, f"bob joined: expected {who.user} to hear {join}, got {got}"
+    bob.websocket.transport.abort()  # bob vanishes, without a close frame
+    leave = {"type": "leave", "room": "lobby", "user": "bob"}
+    got = await expect(ada, "bob vanished")
+    assert got == leave, f"bob vanished: expected ada to hear {leave}, got {got}"
+
+
+async def test_messages_reach_every_member(members):
+    """A say reaches every member of the room, with ids 1, 2, 3… and a ts"""
+    ada = await members("lobby", "ada")
+    bob = await members("lobby", "bob")
+    await ada.next("join", timeout=TIMEOUT)  # ada's own join
+    for who in (ada, bob):
+        await who.next("join", timeout=TIMEOUT)  # bob's join
+    for number, (speaker, text) in enumerate([(ada, "hello"), (bob, "hi ada"), (ada, "bye")], 1):
+        await speaker.say(text)
+        said = f"{speaker.user} said {text!r}"
+        expected = {"type": "message", "id": number, "room": "lobby", "user": speaker.user}
+        expected |= {"text": text}
+        for who in (ada, bob):
+            got = await expect(who, said)
+            assert without_ts(got) == expected, (
+                f"{said}: expected {who.user} to receive {expected} (and a ts), got {got}"
+            )
+            assert isinstance(got.get("ts"), int | float), (
+                f"{said}: expected a number of seconds in 'ts', got {got.get('ts')!r}"
+            )
+
+
+async def test_rooms_are_separate(members):
+    """Ids count per room, and other rooms hear nothing"""
+    ada = await members("lobby", "ada")
+    await ada.say("in the lobby")
+    await ada.next("message", timeout=TIMEOUT)
+    cy = await members("kitchen", "cy")
+    await cy.next("join", timeout=TIMEOUT)
+    await cy.say("in the kitchen")
+    got = await expect(cy, "cy said 'in the kitchen'")
+    assert (got.get("type"), got.get("id")) == ("message", 1), (
+        f"the kitchen's first message: expected a message with id 1, got {got}"
+    )
+    await expect_silence(ada, "cy said 'in the kitchen'")
+
+
+async def test_bad_frames_get_an_error_and_the_connection_stays_open(members):
+    """Not JSON, or not a say: an error event, and the connection stays open"""
+    ada = await members("lobby", "ada")
+    await ada.next("join", timeout=TIMEOUT)
+    for frame, code in [
+        ("not json", "bad_json"),
+        (json.dumps({"type": "shout", "text": "HI"}), "bad_message"),
+        (json.dumps({"type": "say", "text": "   "}), "bad_message"),
+        (json.dumps(["say", "hello"]), "bad_message"),
+    ]:
+        await ada.websocket.send(frame)
+        got = await expect(ada, f"sent {frame!r}")
+        assert (got.get("type"), got.get("code")) == ("error", code), (
+            f"sent {frame!r}: expected an error event with code {code!r}, got {got}"
+        )
+        assert isinstance(got.get("detail"), str), f"sent {frame!r}: expected a 'detail', got {got}"
+    await ada.say("still here")
+    got = await expect(ada, "after the bad frames, ada said 'still here'")
+    assert (got.get("type"), got.get("text")) == ("message", "still here"), (
+        f"after the bad frames, ada said 'still here': expected that message, got {got}"
+    )
+
+
+async def test_since_resumes_without_losing_a_message(members):
+    """?since=N replays the messages after N, before the join"""
+    ada = await members("lobby", "ada")
+    for text in ["one", "two", "three"]:
+        await ada.say(text)
+        await ada.next("message", timeout=TIMEOUT)
+    bob = await members("lobby", "bob", since=1)
+    assert bob.welcome.get("last_id") == 3, (
+        f"3 messages said: expected last_id 3 in the welcome, got {bob.welcome}"
+    )
+    for text in ["two", "three"]:
+        got = await expect(bob, "bob joined with ?since=1")
+        assert (got.get("type"), got.get("text")) == ("message", text), (
+            f"bob joined with ?since=1: expected the message {text!r} replayed, got {got}"
+        )
+    got = await expect(bob, "bob joined with ?since=1, and got what he missed")
+    assert got.get("type") == "join", f"after the replay: expected bob's join, got {got}"
+
+
+async def test_ctrl_c_closes_members_with_1001(members, program):
+    """Ctrl-C (SIGINT) closes every member with 1001 (going away)"""
+    ada = await members("lobby", "ada")
+    program.process.send_signal(signal.SIGINT)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            async for _ in ada.websocket:
+                pass
+    except TimeoutError:
+        pytest.fail(f"after Ctrl-C, ada's connection was still open {TIMEOUT:g} s later")
+    except ConnectionClosed:
+        pass
+    closed = ada.websocket.protocol.close_rcvd
+    assert closed is not None, "after Ctrl-C, the connection dropped without a close frame"
+    assert closed.code == 1001, f"after Ctrl-C, expected close code 1001, got {closed}"
