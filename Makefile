@@ -47,6 +47,7 @@ $(DEV_STAMP): pyproject.toml $(VENV)/pyvenv.cfg
 lab: $(LAB_STAMP)
 	@echo "make: starting JupyterLab on notebooks/00-start-here.ipynb (Ctrl+C twice to stop)"
 	$(BIN)/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.app_settings_dir="$(CURDIR)/jupyter/settings" \
 		--LabApp.default_url=/lab/tree/notebooks/00-start-here.ipynb $(LAB_ARGS)
 
 test: $(DEV_STAMP)
