@@ -208,8 +208,10 @@ def _start_for(target: str | Callable[..., Any]) -> tuple[str, StartServer]:
     if len(inspect.signature(target).parameters) != 1:
         raise TypeError(
             f"{name} must take exactly one argument, the connection: "
-            f"'async def {name}(websocket)'. The two-argument form (websocket, path) "
-            f"was removed in websockets 14; read the path from websocket.request.path"
+            f"'async def {name}(websocket)'. The two-argument form (websocket, path) is "
+            f"the original implementation's, where path was deprecated in websockets 13.0 "
+            f"and that implementation itself in 14.0; the new asyncio implementation (the "
+            f"default since 14.0) never accepted it. Read the path from websocket.request.path"
         )
     from course_ws.servers._websockets_router import handler_start
 
