@@ -8,13 +8,24 @@ command line: a plain ``pytest`` proves them through
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from course_ws.hosting.programs import find_program
 
+ROOT = Path(__file__).parents[1]
 EXERCISE_CHECKS = Path(__file__).parent / "exercises"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -108,3 +119,93 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+# -- `make lab`, started headless ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabServer:
+    """``make lab`` serving: its base URL (``http://127.0.0.1:PORT``), token and output."""
+
+    url: str
+    token: str
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """End make, JupyterLab and its kernels: SIGTERM, then SIGKILL after 20 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+@contextlib.contextmanager
+def run_make_lab(
+    home: Path, *, startup: float, lab_args: str = "", make_args: Sequence[str] = ()
+) -> Iterator[LabServer]:
+    """``make lab`` headless on a free loopback port with a token, until it serves.
+
+    Jupyter's folders (config, data, runtime, IPython) are in ``home``, its output in
+    ``home/jupyterlab.log``; ``lab_args`` are added to JupyterLab's command line and
+    ``make_args`` to make's. Fails if it does not serve within ``startup`` seconds;
+    make, JupyterLab and its kernels are always stopped afterwards.
+    """
+    port, token = free_port(), secrets.token_hex(16)
+    all_lab_args = (
+        f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token} {lab_args}"
+    )
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+    }
+    lab = LabServer(f"http://127.0.0.1:{port}", token, home / "jupyterlab.log")
+    with lab.log.open("wb") as output:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", *make_args, "lab", f"LAB_ARGS={all_lab_args}"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    status = urllib.request.Request(
+        f"{lab.url}/api/status", headers={"Authorization": f"token {token}"}
+    )
+    try:
+        deadline = time.monotonic() + startup
+        while True:
+            try:
+                with urllib.request.urlopen(status, timeout=10):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"make lab did not serve {lab.url}:\n{lab.log_tail()}")
+                time.sleep(0.5)
+        yield lab
+    finally:
+        stop_group(process)
+
+
+@pytest.fixture(scope="session")
+def make_lab() -> Callable[..., contextlib.AbstractContextManager[LabServer]]:
+    """``with make_lab(home, startup=60) as lab:`` (:func:`run_make_lab`); any scope can use it."""
+    return run_make_lab

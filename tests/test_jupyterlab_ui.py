@@ -21,12 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import secrets
-import signal
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -68,12 +63,6 @@ CELLS_STATE = """
 COUNTED = re.compile(r"^\[\d+\]:$")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -111,24 +100,9 @@ class Lab:
             with contextlib.suppress(urllib.error.HTTPError):
                 self.api(f"/lab/api/workspaces/{name}", "DELETE")
 
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """End make, JupyterLab and its kernels: SIGTERM, then SIGKILL after 20 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-
 
 @pytest.fixture(scope="module")
-def lab(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(browser, make_lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """``make lab`` serving the course on a free port; always stopped afterwards.
 
     ``browser`` first: without chromium the module skips (fails under CI=true) before
@@ -137,45 +111,14 @@ def lab(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     settings = home / "config/lab/user-settings/@jupyterlab/docmanager-extension"
     settings.mkdir(parents=True)
     (settings / "plugin.jupyterlab-settings").write_text('{"autosave": false}\n')
-    port, token = free_port(), secrets.token_hex(16)
-    lab_args = (
-        f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token} "
-        f"--FileCheckpoints.checkpoint_dir={home / 'checkpoints'}"
-    )
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "IPYTHONDIR": str(home / "ipython"),
-    }
-    log = home / "jupyterlab.log"
-    with log.open("wb") as output:
-        # -o: never reinstall from here, even when pyproject.toml is newer than the stamp.
-        command = ["make", "--no-print-directory", "-o", ".venv/.installed-lab", "lab"]
-        process = subprocess.Popen(
-            [*command, f"LAB_ARGS={lab_args}"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Lab(f"http://127.0.0.1:{port}", token, log)
-    try:
-        deadline = time.monotonic() + STARTUP
-        while True:
-            try:
-                server.api("/api/status")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"make lab did not serve {server.url}:\n{server.log_tail()}")
-                time.sleep(POLL)
-        yield server
-    finally:
-        stop_group(process)
+    # -o: never reinstall from here, even when pyproject.toml is newer than the stamp.
+    with make_lab(
+        home,
+        startup=STARTUP,
+        lab_args=f"--FileCheckpoints.checkpoint_dir={home / 'checkpoints'}",
+        make_args=["-o", ".venv/.installed-lab"],
+    ) as started:
+        yield Lab(started.url, started.token, started.log)
 
 
 def markers(cell: nbformat.NotebookNode) -> set[str]:

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.sync.client import connect
 
 from course_ws import BackgroundServer, serve_in_background
-from course_ws.clients.raw import ConnectionClosed, RawClient
+from course_ws.clients.raw import ConnectionClosed, RawClient, upgrade_request
 from course_ws.hosting.listening import bind_listener
 from course_ws.options import ServeOptions
 from course_ws.rfc6455 import (
@@ -103,25 +103,6 @@ def http_exchange(server: BackgroundServer, request: bytes) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
-
-
-def upgrade_request(server: BackgroundServer, path: str = "/echo", **changes: str | None) -> bytes:
-    """A valid handshake request for ``path``, with headers changed (None: removed)."""
-    headers = {
-        "Host": f"{server.host}:{server.port}",
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-    }
-    for name, value in changes.items():
-        name = name.replace("_", "-")
-        if value is None:
-            del headers[name]
-        else:
-            headers[name] = value
-    lines = [f"GET {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def run_in_own_loop(main: Callable[[], Coroutine[None, None, None]]) -> None:
@@ -386,7 +367,7 @@ def test_healthz_only_answers_get(server):
 
 @pytest.mark.parametrize("path", ["/", "/chat/lobby", "/echo/", "/healthz/x"])
 def test_unknown_path_is_404_before_upgrading(server, path):
-    response = http_exchange(server, upgrade_request(server, path))
+    response = http_exchange(server, upgrade_request(server.url, path))
     assert response.startswith(b"HTTP/1.1 404 Not Found\r\n")
     assert response.endswith(f"no WebSocket endpoint at {path}\n".encode())
 
@@ -403,7 +384,7 @@ def test_unknown_path_is_404_before_upgrading(server, path):
     ],
 )
 def test_bad_handshake_is_refused_with_the_codecs_reason(server, changes, status, says):
-    response = http_exchange(server, upgrade_request(server, **changes))
+    response = http_exchange(server, upgrade_request(server.url, "/echo", **changes))
     assert response.startswith(f"HTTP/1.1 {status} ".encode()), response[:60]
     assert says.encode() in response
     if status == 426:
@@ -423,7 +404,8 @@ def test_endless_head_is_a_431(server):
 
 def test_browser_offer_of_compression_is_not_accepted(server):
     request = upgrade_request(
-        server,
+        server.url,
+        "/echo",
         Sec_WebSocket_Extensions="permessage-deflate; client_max_window_bits",
         Origin="http://localhost",
     )

@@ -44,10 +44,19 @@ from course_ws.rfc6455 import (
     parse_close,
 )
 
-__all__ = ["DEFAULT_MAX_SIZE", "ConnectionClosed", "RawClient"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "RFC_EXAMPLE_KEY",
+    "ConnectionClosed",
+    "RawClient",
+    "upgrade_request",
+]
 
 DEFAULT_MAX_SIZE = 16 * 2**20
 """Largest frame and message accepted: 16 MiB, well above servers' usual 1 MiB."""
+
+RFC_EXAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+"""RFC 6455's example Sec-WebSocket-Key, whose accept value is ``s3pPLMBiTxaQ9kYGzzhZRbK+xOo=``."""
 
 _RECV_SIZE = 65536
 
@@ -322,3 +331,30 @@ class RawClient:
     def _check_open(self) -> None:
         if self._closed is not None:
             raise ConnectionClosed(*self._closed)
+
+
+def upgrade_request(url: str, target: str, method: str = "GET", **changes: str | None) -> bytes:
+    """The bytes of a valid handshake request for ``target``, changed as asked and unchecked.
+
+    For sending a server what no client would: unlike
+    :func:`course_ws.rfc6455.build_request`, ``target`` and ``method`` go out as
+    given, and each of ``changes`` replaces a header (``Sec_WebSocket_Version="8"``:
+    underscores become dashes) or removes it (``Host=None``). The ``Host`` header is
+    the host and port of ``url`` (``ws://127.0.0.1:8765``); the key is
+    :data:`RFC_EXAMPLE_KEY`.
+    """
+    headers: dict[str, str] = {
+        "Host": urlsplit(url).netloc.rpartition("@")[2],
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": RFC_EXAMPLE_KEY,
+        "Sec-WebSocket-Version": "13",
+    }
+    for name, value in changes.items():
+        name = name.replace("_", "-")
+        if value is None:
+            del headers[name]
+        else:
+            headers[name] = value
+    lines = [f"{method} {target} HTTP/1.1", *(f"{n}: {v}" for n, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -11,123 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import signal
-import subprocess
-import sys
-import tempfile
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws.clients.chat import ChatClient, chat_url
-from course_ws.tooling.exercises import find_exercise
+from course_ws.tooling.learner_programs import Program
 
-STARTUP = 5.0
-"""Seconds for the program to print its port (a cold interpreter on a slow laptop)."""
 TIMEOUT = 2.0
 """Seconds for an event that should come (it takes milliseconds on loopback)."""
 QUIET = 0.3
 """Seconds of silence that count as "nothing arrived"."""
 WELCOME = 1.0
 """Seconds for the welcome, once connected."""
-EXIT = 5.0
-"""Seconds for the program to end once killed."""
-LISTENING = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
-COMMAND = "python chat_server.py 0"
 
 Event = dict[str, Any]
 
 
-@dataclass
-class Program:
-    """The learner's chat server, running: its process and the URL it printed."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    stderr: IO[bytes]
-
-    def last_error_line(self) -> str:
-        self.stderr.seek(0)
-        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else ""
-
-
-@contextlib.contextmanager
-def ctrl_c_inherited() -> Iterator[None]:
-    """Let the child react to SIGINT even if this process ignores it (nohup, background jobs)."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    if not main_thread or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the child starts with SIG_DFL
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def spawn(path: Path, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
-    """``python path 0``, its stdout piped to us, its stderr into a file."""
-    with ctrl_c_inherited():
-        return subprocess.Popen(
-            [sys.executable, str(path), "0"], stdout=subprocess.PIPE, stderr=stderr
-        )
-
-
-async def end(process: subprocess.Popen[bytes]) -> None:
-    """Kill ``process`` if it still runs and reap it. Never waits long."""
-    if process.poll() is None:
-        process.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        await asyncio.to_thread(process.wait, EXIT)
-
-
 @pytest.fixture
-def program_path(request: pytest.FixtureRequest) -> Path:
-    target = "solutions" if request.config.getoption("--solutions") else "exercises"
-    return find_exercise("chat_server").path(target)
-
-
-@pytest.fixture
-async def program(program_path: Path) -> AsyncIterator[Program]:
+async def program(run_program: Callable[..., Awaitable[Program]]) -> Program:
     """The program, started with port 0, once it has said where it listens; killed after."""
-    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: it can never fill up
-        process = spawn(program_path, stderr)
-        running = Program(process, "", stderr)
-        try:
-            running.url = await listening_url(running)
-            yield running
-        finally:
-            await end(process)
-
-
-async def listening_url(program: Program) -> str:
-    assert program.process.stdout is not None
-    printed: list[str] = []
-    try:
-        async with asyncio.timeout(STARTUP):
-            # readline blocks: in a thread, which the kill at the end releases
-            while line := await asyncio.to_thread(program.process.stdout.readline):
-                printed.append(line.decode(errors="replace").strip())
-                if found := LISTENING.search(printed[-1]):
-                    return f"ws://127.0.0.1:{found.group(1)}"
-    except TimeoutError:
-        pytest.fail(
-            f"`{COMMAND}` printed no 'listening on ws://127.0.0.1:PORT' line within "
-            f"{STARTUP:g} s" + (f" (it printed: {printed[-3:]})" if printed else "")
-        )
-    await end(program.process)
-    error = program.last_error_line()
-    pytest.fail(
-        f"`{COMMAND}` exited (status {program.process.returncode}) without printing "
-        "'listening on ws://127.0.0.1:PORT'" + (f"; its last error line: {error}" if error else "")
-    )
+    return await run_program("chat_server")
 
 
 @pytest.fixture

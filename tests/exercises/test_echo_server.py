@@ -11,134 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from course_ws.tooling.exercises import find_exercise
+from course_ws.tooling.learner_programs import Program
 
-STARTUP = 5.0
-"""Seconds for the program to print its port (a cold interpreter on a slow laptop)."""
 TIMEOUT = 2.0
 """Seconds for an answer, or for the close frame after Ctrl-C."""
 EXIT = 5.0
 """Seconds for the program to end after Ctrl-C."""
-LISTENING = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
-EXPECTED_LINE = "'listening on ws://127.0.0.1:PORT'"
-
-
-@dataclass
-class Program:
-    """The learner's program, running: its process, the URL it printed, its stderr file."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    port: int
-    stderr: IO[bytes]
-
-    def last_error_line(self) -> str:
-        self.stderr.seek(0)
-        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else ""
-
 
 Start = Callable[..., Awaitable[Program]]
 
 
-@contextlib.contextmanager
-def ctrl_c_inherited() -> Iterator[None]:
-    """Let the child react to SIGINT even if this process ignores it (nohup, background jobs)."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    if not main_thread or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the child starts with SIG_DFL
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def spawn(path: Path, port: int, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
-    """``python path port``, its stdout piped to us, its stderr into a file."""
-    with ctrl_c_inherited():
-        return subprocess.Popen(
-            [sys.executable, str(path), str(port)], stdout=subprocess.PIPE, stderr=stderr
-        )
-
-
-async def end(process: subprocess.Popen[bytes]) -> int | None:
-    """Kill ``process`` if it still runs and reap it; its exit status. Never waits long."""
-    if process.poll() is None:
-        process.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        await asyncio.to_thread(process.wait, EXIT)
-    return process.returncode
-
-
 @pytest.fixture
-def program_path(request: pytest.FixtureRequest) -> Path:
-    target = "solutions" if request.config.getoption("--solutions") else "exercises"
-    return find_exercise("echo_server").path(target)
-
-
-@pytest.fixture
-async def start(program_path: Path) -> AsyncIterator[Start]:
+def start(run_program: Start) -> Start:
     """``await start(port)`` runs the program and returns once it said where it listens."""
-    started: list[Program] = []
-    files = contextlib.ExitStack()
-
-    async def start_program(port: int = 0) -> Program:
-        command = f"python echo_server.py {'PORT' if port else 0}"
-        # stderr goes to a file, not a pipe: a chatty program can never block on it
-        stderr = files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (closed by files)
-        process = spawn(program_path, port, stderr)
-        program = Program(process, "", 0, stderr)
-        started.append(program)
-        assert process.stdout is not None
-        printed: list[str] = []
-        try:
-            async with asyncio.timeout(STARTUP):
-                # readline blocks: in a thread, which the kill at the end releases
-                while line := (await asyncio.to_thread(process.stdout.readline)).decode(
-                    errors="replace"
-                ):
-                    printed.append(line.strip())
-                    if found := LISTENING.search(line):
-                        program.port = int(found.group(1))
-                        program.url = f"ws://127.0.0.1:{program.port}"
-                        return program
-        except TimeoutError:
-            pytest.fail(
-                f"`{command}` printed no {EXPECTED_LINE} line within {STARTUP:g} s"
-                + (f" (it printed: {printed[-3:]})" if printed else "")
-                + ": did you print it with flush=True?"
-            )
-        status = await end(process)
-        error = program.last_error_line()
-        pytest.fail(
-            f"`{command}` exited (status {status}) without "
-            f"printing {EXPECTED_LINE}"
-            + (f"; its last error line: {error}" if error else "")
-            + (f"; it printed: {printed[-3:]}" if printed else "; it printed nothing")
-        )
-
-    with files:
-        yield start_program
-        for program in started:
-            await end(program.process)
+    return lambda port=0: run_program("echo_server", port)
 
 
 @contextlib.asynccontextmanager

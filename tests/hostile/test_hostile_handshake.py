@@ -29,6 +29,7 @@ import pytest
 from websockets.sync.client import connect
 
 from course_ws import BackgroundServer
+from course_ws.clients.raw import upgrade_request
 from course_ws.rfc6455 import HttpHeadReader, parse_response
 
 TIMEOUT = 5.0
@@ -54,27 +55,6 @@ class Answer:
     seconds: float
     log_mark: str | None
     """The server's last log line before the attack: what came after it is the attack's."""
-
-
-def upgrade_request(
-    server: BackgroundServer, target: str = "/echo", method: str = "GET", **changes: str | None
-) -> bytes:
-    """A valid WebSocket handshake for ``target``, with headers changed (None: removed)."""
-    headers: dict[str, str] = {
-        "Host": f"{server.host}:{server.port}",
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-    }
-    for name, value in changes.items():
-        name = name.replace("_", "-")
-        if value is None:
-            del headers[name]
-        else:
-            headers[name] = value
-    lines = [f"{method} {target} HTTP/1.1", *(f"{n}: {v}" for n, v in headers.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def attack(server: BackgroundServer, data: bytes) -> Answer:
@@ -139,7 +119,7 @@ def assert_refused(answer: Answer, status: int) -> None:
 
 @pytest.mark.parametrize("target", BAD_TARGETS)
 def test_request_target_that_is_not_a_url_is_400(server, target):
-    answer = attack(server, upgrade_request(server, target))
+    answer = attack(server, upgrade_request(server.url, target))
     assert_refused(answer, 400)
     assert_unharmed(server, answer)
 
@@ -153,27 +133,27 @@ def test_plain_get_of_a_bad_target_is_400(server, target):
 
 
 def test_unsupported_version_is_426_naming_the_one_we_speak(server):
-    answer = attack(server, upgrade_request(server, Sec_WebSocket_Version="8"))
+    answer = attack(server, upgrade_request(server.url, "/echo", Sec_WebSocket_Version="8"))
     assert_refused(answer, 426)
     assert answer.headers.get("sec-websocket-version") == "13", answer.headers
     assert_unharmed(server, answer)
 
 
 def test_missing_host_is_400(server):
-    answer = attack(server, upgrade_request(server, Host=None))
+    answer = attack(server, upgrade_request(server.url, "/echo", Host=None))
     assert_refused(answer, 400)
     assert_unharmed(server, answer)
 
 
 def test_unknown_path_is_404(server):
-    answer = attack(server, upgrade_request(server, "/no/such/endpoint"))
+    answer = attack(server, upgrade_request(server.url, "/no/such/endpoint"))
     assert_refused(answer, 404)
     assert_unharmed(server, answer)
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
 def test_other_method_on_a_websocket_path_is_405(server, method):
-    answer = attack(server, upgrade_request(server, method=method))
+    answer = attack(server, upgrade_request(server.url, "/echo", method))
     assert_refused(answer, 405)
     assert "GET" in answer.headers.get("allow", ""), answer.headers
     assert_unharmed(server, answer)
@@ -187,7 +167,7 @@ HUGE_HEADS = {
 
 @pytest.mark.parametrize("extra", HUGE_HEADS.values(), ids=HUGE_HEADS.keys())
 def test_huge_head_is_refused_quickly(server, extra):
-    head = upgrade_request(server).removesuffix(b"\r\n")
+    head = upgrade_request(server.url, "/echo").removesuffix(b"\r\n")
     request = head + b"".join(f"{n}: {v}\r\n".encode() for n, v in extra) + b"\r\n"
     answer = attack(server, request)
     assert answer.status is None or 400 <= answer.status < 500, answer
