@@ -65,6 +65,14 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
             module="course_ws.servers.chat",
         ),
+        CatalogueEntry(
+            name="asgi",
+            stack="raw ASGI 3 on uvicorn",
+            summary="the same chat as a raw ASGI app: the websocket events by hand, no framework",
+            chapter="04",
+            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
+            module="course_ws.servers.asgi",
+        ),
     )
 }
 

@@ -46,14 +46,18 @@ import logging
 import math
 import socket
 import struct
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
+from websockets.http11 import Request as WebsocketsRequest
 
 from course_ws.fanout.outbox import Outbox
 from course_ws.options import ServeOptions
+from course_ws.rfc6455 import MAX_FRAGMENTS, WEBSOCKET_VERSION, HandshakeError, check_version
+from course_ws.rfc6455 import Request as CodecRequest
 from course_ws.rfc6455.constants import CloseCode
 
 Scope = MutableMapping[str, Any]
@@ -115,6 +119,12 @@ class HostedConnection:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         cast(asyncio.WriteTransport, self._transport).abort()
 
+    @property
+    def tcp_socket(self) -> socket.socket | None:
+        """The connection's socket (to set options such as ``SO_SNDBUF``), if it has one."""
+        sock = self._transport.get_extra_info("socket")
+        return cast(socket.socket, sock) if sock is not None else None
+
     async def wait_closed(self) -> None:
         """Return once the TCP connection is over."""
         await self._lost.wait()
@@ -150,7 +160,59 @@ class _HostedWebSocket(asyncio.Protocol):
 
 
 class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol (its default since 0.50), abortable."""
+    """uvicorn's ``websockets-sansio`` protocol (its default since 0.50), abortable.
+
+    It also answers a handshake for another ``Sec-WebSocket-Version`` with 426
+    and ``Sec-WebSocket-Version: 13`` (RFC 6455 §4.2.2), as every catalogue
+    server does: uvicorn hands the request to ``websockets``' ``accept`` before
+    the app sees it, and that answers a bare 400. It sends the 431 that
+    ``websockets`` writes for a huge request head, which uvicorn leaves unsent
+    (the connection would hang until the client gives up). And it closes a message of
+    more than :data:`~course_ws.rfc6455.MAX_FRAGMENTS` frames with 1009:
+    uvicorn keeps every fragment in a list, so endless empty continuation
+    frames (which ``max_size`` never sees) would grow it without bound.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets refused a request it could not parse (431 for a huge head):
+            # uvicorn leaves that answer unsent and the connection open.
+            self.handshake_initiated = self.handshake_complete = self.close_sent = True
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+    def handle_cont(self, event: Frame) -> None:
+        if self.close_sent:
+            return  # closing: nothing more reaches the app
+        if len(self.frames) >= MAX_FRAGMENTS:
+            self.frames = []
+            self.conn.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+            self.handle_parser_exception()
+            return
+        super().handle_cont(event)
+
+    def handle_connect(self, event: WebsocketsRequest) -> None:
+        version = event.headers.get("Sec-WebSocket-Version")
+        if version == WEBSOCKET_VERSION or event.method != "GET":
+            super().handle_connect(event)
+            return
+        try:
+            check_version(
+                CodecRequest("GET", event.path, (1, 1), {"sec-websocket-version": version or ""})
+            )
+        except HandshakeError as error:
+            logger.info("refused %.80s: %s", event.path, error)
+            self.request = event
+            self.response = self.conn.reject(error.status, f"{error.reason}\n")
+            for name, value in error.headers:
+                self.response.headers[name] = value
+            self.handshake_initiated = True
+            self.handshake_complete = True
+            self.close_sent = True
+            self.conn.send_response(self.response)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
 
 
 WS_IMPLEMENTATIONS = ("websockets-sansio", "wsproto")
@@ -185,10 +247,18 @@ def hosted_connection(scope: Scope) -> HostedConnection | None:
 # -- refusing and closing, for the adapters ----------------------------------
 
 
-async def refuse(scope: Scope, send: Send, status: int, text: str) -> None:
+async def refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    text: str,
+    headers: Sequence[tuple[str, str]] = (),
+) -> None:
     """Refuse a WebSocket handshake with HTTP ``status`` and ``text`` as a plain-text body.
 
-    Call it instead of accepting. Where the server does not offer the
+    Call it instead of accepting; ``headers`` are extra response headers (``Allow``,
+    ``Sec-WebSocket-Version``, as :class:`course_ws.rfc6455.HandshakeError` lists them).
+    Where the server does not offer the
     ``websocket.http.response`` extension, the client gets uvicorn's and
     Daphne's answer to a close before accept instead: 403 without a body.
     """
@@ -200,11 +270,12 @@ async def refuse(scope: Scope, send: Send, status: int, text: str) -> None:
         return
     body = text.encode()
     # wsproto's implementation reads message["headers"] unguarded (wsproto_impl.py line 435)
-    headers = [
+    head = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers),
     ]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.start", "status": status, "headers": head})
     await send({"type": "websocket.http.response.body", "body": body})
 
 
@@ -394,6 +465,21 @@ class HostMiddleware:
 # -- starting and stopping -------------------------------------------------------
 
 
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    """``server.serve()``, with uvicorn's ``sys.exit`` on a failed startup turned into an error.
+
+    uvicorn is written to own its process: when the app's lifespan startup fails it
+    raises ``SystemExit(3)``. Raised inside a task, that escapes the event loop and
+    leaves the task's exception unretrieved; as a library we report it instead.
+    """
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:
+        raise RuntimeError(
+            f"uvicorn could not start (SystemExit {exc.code}): see the server log"
+        ) from None
+
+
 class StartedUvicorn:
     """A started uvicorn server running as a task on the current loop.
 
@@ -463,7 +549,7 @@ async def start_asgi_app(
         **settings,
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(_serve(server, sock))
     while not server.started:
         if task.done():
             task.result()  # raises what stopped uvicorn

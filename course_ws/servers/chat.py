@@ -40,7 +40,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.http11 import Request, Response
 
 from course_ws.chat.admission import Admitted
-from course_ws.chat.brokers import Broker, open_broker
+from course_ws.chat.brokers import Broker, open_broker_for
 from course_ws.chat.metrics import ServerMetrics
 from course_ws.chat.ratelimit import client_address
 from course_ws.chat.service import ChatService
@@ -151,13 +151,7 @@ async def start(
     observe_publish: Callable[[float], None] | None = None,
 ) -> StartedWebsockets:
     """Serve the chat on ``sock`` with an in-process broker."""
-    broker = open_broker(
-        history_size=options.history_size,
-        history_bytes=options.history_bytes,
-        idle_rooms=options.idle_rooms,
-        idle_history_bytes=options.idle_history_bytes,
-    )
-    server = ChatServer(broker, options, observe_publish)
+    server = ChatServer(open_broker_for(options), options, observe_publish)
     return await start_websockets_app(
         server.app(),
         options,

@@ -1,0 +1,205 @@
+"""The chat on any ASGI stack: plumbing shared by the raw ASGI, Starlette and FastAPI adapters.
+
+Those stacks give a server ``await send`` and nothing else, so every member
+gets a bounded :class:`~course_ws.fanout.outbox.Outbox`
+(:func:`~course_ws.servers._asgi_host.asgi_outbox`) and the room's fan-out
+only *offers* each event to the members' outboxes (:class:`OutboxFanout`):
+it never waits, and a member that falls too far behind is closed with 1013,
+aborted if it does not answer within the close timeout.
+
+What the chat decides (admission, the member session, close codes, texts)
+stays in :mod:`course_ws.chat`; what is left here is stack plumbing:
+
+- :func:`request_target` / :func:`check_request`: the request target and
+  ``Host`` of an ASGI scope, checked by :mod:`course_ws.rfc6455` like the
+  ``raw`` and ``websockets`` servers check theirs;
+- :func:`run_member`: welcome, replay, frames in, actions out, for one member;
+- :func:`close_for_certain`: a close that ends the connection within a deadline.
+
+The welcome and the replay are sent *directly* (``await send``), not through
+the outbox: a full history (``--history-size`` messages, ``--history-bytes``)
+may be larger than the outbox's limit, which is sized for live traffic. They
+cannot overtake or interleave with live events, because the member joins the
+room's fan-out only after the last of them went out; a member that does not
+read them within the join timeout is closed with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+
+from course_ws import rfc6455
+from course_ws.chat.admission import Admitted
+from course_ws.chat.metrics import ServerMetrics
+from course_ws.chat.ratelimit import client_address
+from course_ws.chat.service import ChatService
+from course_ws.chat.session import Close, CloseCode, Reply
+from course_ws.fanout.outbox import Outbox, OutboxState
+from course_ws.servers._asgi_host import (
+    Receive,
+    Scope,
+    Send,
+    close_websocket,
+    hosted_connection,
+)
+
+logger = logging.getLogger("course_ws.servers.asgi")
+
+Member = Outbox[str | bytes]
+"""A member of a room, as the room's fan-out sees it: its outbox."""
+CloseWith = Callable[[int, str], Awaitable[None]]
+
+KERNEL_SEND_BUFFER = 64 * 1024
+"""SO_SNDBUF for each member (the kernel doubles it), as the ``websockets`` chat sets it:
+left alone, Linux lets it grow to megabytes before the outbox even sees a backlog."""
+
+
+class OutboxFanout:
+    """The chat's fan-out on ASGI: offer each event to every member's outbox, never wait.
+
+    A member whose outbox refuses an event because it just went over its limit
+    is counted once in ``course_ws_members_dropped{code="1013"}``.
+    """
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self.metrics = metrics
+
+    def __call__(self, members: Collection[Member], event: str) -> None:
+        for outbox in list(members):
+            self.offer(outbox, event)
+
+    def offer(self, outbox: Member, event: str) -> bool:
+        """Offer ``event`` to one member; count the drop if this made it too slow."""
+        was_open = outbox.state is OutboxState.OPEN
+        if outbox.offer(event):
+            return True
+        if was_open and outbox.state is OutboxState.TOO_SLOW:
+            self.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
+        return False
+
+
+# -- the request, checked like every other server checks it --------------------------------
+
+
+def request_target(scope: Scope) -> str:
+    """The request target as the client sent it (path and query), from an ASGI scope.
+
+    ``raw_path`` is the path before any percent-decoding; for a WebSocket on
+    uvicorn it is everything before the ``?`` of the request line, so an
+    absolute-form or malformed target reaches :func:`rfc6455.split_target` intact.
+    """
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
+def codec_request(scope: Scope) -> rfc6455.Request:
+    """The scope as :mod:`course_ws.rfc6455` sees a request (names lowercased, repeats joined)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    major, _, minor = str(scope.get("http_version", "1.1")).partition(".")
+    version = (int(major), int(minor or 0)) if major.isdigit() and minor.isdigit() else (1, 1)
+    method = scope.get("method", "GET")
+    return rfc6455.Request(method, request_target(scope), version, headers)
+
+
+def check_request(scope: Scope) -> tuple[str, rfc6455.HandshakeError | None]:
+    """The path of the request, or the error to refuse it with: a bad target or Host (400)."""
+    request = codec_request(scope)
+    try:
+        path, _ = rfc6455.split_target(request.path)
+        rfc6455.check_host(request)
+    except rfc6455.HandshakeError as error:
+        return scope.get("path", ""), error
+    return path, None
+
+
+def peer_address(scope: Scope, trusted_proxy: Collection[str]) -> str:
+    """The client address that per-address limits apply to."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else None
+    forwarded = codec_request(scope).headers.get("x-forwarded-for")
+    return client_address(peer, forwarded, tuple(trusted_proxy))
+
+
+# -- one member ------------------------------------------------------------------------------
+
+
+async def frames(receive: Receive) -> AsyncIterator[str | bytes]:
+    """The frames of an accepted ASGI WebSocket, until ``websocket.disconnect``."""
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            return
+        if kind == "websocket.receive":
+            text = message.get("text")
+            yield text if text is not None else bytes(message.get("bytes") or b"")
+
+
+def cap_send_buffer(scope: Scope) -> None:
+    """Bound the kernel's send buffer of this connection (see :data:`KERNEL_SEND_BUFFER`)."""
+    hosted = hosted_connection(scope)
+    sock = hosted.tcp_socket if hosted is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
+
+
+async def close_for_certain(
+    scope: Scope, send: Send, code: int, reason: str, timeout: float
+) -> None:
+    """Close with ``code``; abort the TCP connection if that is not over within ``timeout`` s.
+
+    On uvicorn a close frame waits behind data a stalled reader never takes:
+    without the abort, ``websocket.close`` could wait forever.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await close_websocket(scope, send, code, reason)
+    except TimeoutError:
+        hosted = hosted_connection(scope)
+        logger.info("aborting a WebSocket: closing with %d took over %g s", code, timeout)
+        if hosted is not None:
+            hosted.abort()
+
+
+async def run_member(
+    service: ChatService[Member],
+    fanout: OutboxFanout,
+    admitted: Admitted,
+    outbox: Member,
+    incoming: AsyncIterator[str | bytes],
+    send_text: Callable[[str], Awaitable[None]],
+    close: CloseWith,
+) -> None:
+    """One member of ``admitted.room``, from welcome to leave, on any ASGI stack.
+
+    ``send_text`` writes one event at once (the welcome and replay go that way,
+    see the module docstring); live events and replies go through ``outbox``;
+    ``close(code, reason)`` carries out a close the session decides on, and
+    returns once the connection is over (or aborted).
+    """
+    try:
+        async with service.member(admitted, outbox, send_text) as session:
+            async for frame in incoming:
+                action = await service.handle(session, frame)
+                if isinstance(action, Reply):
+                    fanout.offer(outbox, action.event)  # in order with live events
+                elif isinstance(action, Close):
+                    await outbox.aclose()  # its writer must not send after the close frame
+                    await close(action.code, action.reason)
+                    return
+    except TimeoutError:
+        service.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
+        await outbox.aclose()
+        await close(CloseCode.TRY_AGAIN_LATER, "too slow to join")
+    except OSError as exc:  # ASGI 2.4: a send after the disconnect raises
+        logger.info("%s left %s abruptly: %r", admitted.user, admitted.room, exc)
