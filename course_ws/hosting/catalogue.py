@@ -73,6 +73,22 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
             module="course_ws.servers.asgi",
         ),
+        CatalogueEntry(
+            name="starlette",
+            stack="Starlette on uvicorn",
+            summary="the same chat on Starlette 1.x: WebSocketRoute, lifespan, denial responses",
+            chapter="04",
+            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
+            module="course_ws.servers.starlette",
+        ),
+        CatalogueEntry(
+            name="fastapi",
+            stack="FastAPI on uvicorn",
+            summary="the same chat on FastAPI: admission is a dependency, refusing before accept",
+            chapter="04",
+            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
+            module="course_ws.servers.fastapi",
+        ),
     )
 }
 

@@ -13,8 +13,12 @@ stays in :mod:`course_ws.chat`; what is left here is stack plumbing:
 - :func:`request_target` / :func:`check_request`: the request target and
   ``Host`` of an ASGI scope, checked by :mod:`course_ws.rfc6455` like the
   ``raw`` and ``websockets`` servers check theirs;
-- :func:`run_member`: welcome, replay, frames in, actions out, for one member;
-- :func:`close_for_certain`: a close that ends the connection within a deadline.
+- :class:`RequestCheck`: that check as ASGI middleware, for the framework adapters
+  (Starlette, FastAPI), whose routing would otherwise see a target it cannot parse;
+- :func:`run_member` / :func:`serve_member`: welcome, replay, frames in, actions
+  out, for one member; :func:`serve_echo`: the echo endpoint;
+- :func:`close_for_certain`: a close that ends the connection within a deadline;
+- :func:`start_chat_app`: the course's uvicorn host with the chat's settings.
 
 The welcome and the replay are sent *directly* (``await send``), not through
 the outbox: a full history (``--history-size`` messages, ``--history-bytes``)
@@ -31,20 +35,28 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from importlib.resources import files
+from typing import Any
 
 from course_ws import rfc6455
-from course_ws.chat.admission import Admitted
+from course_ws.chat.admission import Admitted, chat_room
 from course_ws.chat.metrics import ServerMetrics
 from course_ws.chat.ratelimit import client_address
 from course_ws.chat.service import ChatService
 from course_ws.chat.session import Close, CloseCode, Reply
 from course_ws.fanout.outbox import Outbox, OutboxState
+from course_ws.options import ServeOptions
 from course_ws.servers._asgi_host import (
+    ASGIApp,
     Receive,
     Scope,
     Send,
+    StartedUvicorn,
+    asgi_outbox,
     close_websocket,
     hosted_connection,
+    refuse,
+    start_asgi_app,
 )
 
 logger = logging.getLogger("course_ws.servers.asgi")
@@ -52,6 +64,10 @@ logger = logging.getLogger("course_ws.servers.asgi")
 Member = Outbox[str | bytes]
 """A member of a room, as the room's fan-out sees it: its outbox."""
 CloseWith = Callable[[int, str], Awaitable[None]]
+
+PAGE = files("course_ws") / "static" / "chat.html"
+"""The browser chat page every ASGI adapter serves at ``GET /``."""
+NOT_READING = "too slow: you send, but do not read the replies"
 
 KERNEL_SEND_BUFFER = 64 * 1024
 """SO_SNDBUF for each member (the kernel doubles it), as the ``websockets`` chat sets it:
@@ -119,6 +135,48 @@ def check_request(scope: Scope) -> tuple[str, rfc6455.HandshakeError | None]:
     except rfc6455.HandshakeError as error:
         return scope.get("path", ""), error
     return path, None
+
+
+def is_websocket_path(path: str) -> bool:
+    """Whether ``path`` is one of the chat servers' WebSocket endpoints (the room rule, once)."""
+    return path == "/echo" or chat_room(path) is not None
+
+
+class RequestCheck:
+    """ASGI middleware: refuse a bad request target or ``Host`` with 400 before any routing.
+
+    The raw ASGI adapter checks each request itself (:func:`check_request`);
+    a framework's router would match on ``scope["path"]`` and never notice a
+    target that is not a URL, or a missing ``Host``. Every refusal is counted.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path, error = check_request(scope)
+        if error is None:
+            await self.app(scope, receive, send)
+            return
+        logger.info("refused %s %.80s: %s", scope.get("method", "WebSocket"), path, error)
+        self.metrics.refused(error.status)
+        text = f"{error.reason}\n"
+        if scope["type"] == "websocket":
+            if (await receive())["type"] == "websocket.connect":  # else the client left
+                await refuse(scope, send, error.status, text, error.headers)
+            return
+        body = text.encode()
+        head = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            *((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in error.headers),
+        ]
+        await send({"type": "http.response.start", "status": error.status, "headers": head})
+        await send({"type": "http.response.body", "body": body})
 
 
 def peer_address(scope: Scope, trusted_proxy: Collection[str]) -> str:
@@ -203,3 +261,81 @@ async def run_member(
         await close(CloseCode.TRY_AGAIN_LATER, "too slow to join")
     except OSError as exc:  # ASGI 2.4: a send after the disconnect raises
         logger.info("%s left %s abruptly: %r", admitted.user, admitted.room, exc)
+
+
+async def serve_member(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    service: ChatService[Member],
+    fanout: OutboxFanout,
+    admitted: Admitted,
+    close_timeout: float,
+) -> None:
+    """One accepted member on ASGI: its outbox, then :func:`run_member`.
+
+    ``receive`` and ``send`` follow ASGI 2.4: ``send`` raises :class:`OSError`
+    once the client is gone (the framework adapters wrap theirs to do so).
+    """
+    cap_send_buffer(scope)
+
+    async def send_text(event: str) -> None:
+        await send({"type": "websocket.send", "text": event})
+
+    async def close(code: int, reason: str) -> None:
+        await close_for_certain(scope, send, code, reason, close_timeout)
+
+    async with asgi_outbox(
+        scope,
+        send,
+        close_timeout=close_timeout,
+        name=f"{admitted.user} in {admitted.room}",
+    ) as outbox:
+        await run_member(service, fanout, admitted, outbox, frames(receive), send_text, close)
+
+
+async def serve_echo(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    metrics: ServerMetrics,
+    options: ServeOptions,
+) -> None:
+    """Send every message back as it came; 1013 for a client that does not read them.
+
+    A reply blocked for ``options.send_timeout`` closes the client with 1013,
+    aborted after ``options.close_timeout``.
+    """
+    try:
+        async for frame in frames(receive):
+            reply: dict[str, Any] = {"type": "websocket.send"}
+            reply["text" if isinstance(frame, str) else "bytes"] = frame
+            try:
+                async with asyncio.timeout(options.send_timeout):
+                    await send(reply)
+            except TimeoutError:
+                metrics.dropped(CloseCode.TRY_AGAIN_LATER)
+                await close_for_certain(
+                    scope, send, CloseCode.TRY_AGAIN_LATER, NOT_READING, options.close_timeout
+                )
+                return
+    except OSError as exc:  # ASGI 2.4: a send after the disconnect raises
+        logger.info("echo client %s left abruptly: %r", scope.get("client"), exc)
+
+
+async def start_chat_app(
+    app: ASGIApp, options: ServeOptions, sock: socket.socket
+) -> StartedUvicorn:
+    """Serve a chat ``app`` on ``sock`` through the course's uvicorn host (1001 on shutdown).
+
+    ``options`` give ``ws_max_size`` and the keepalive; the close timeout bounds
+    every close and the shutdown. Compression is off, as in the ``chat`` server:
+    small messages, many members, and deflate costs CPU per member per message.
+    """
+    return await start_asgi_app(
+        app,
+        options,
+        sock,
+        close_timeout=options.close_timeout,
+        ws_per_message_deflate=False,
+    )

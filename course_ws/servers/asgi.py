@@ -41,49 +41,37 @@ and the shutdown; ``send_timeout`` the echo replies; every chat limit goes to
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from collections.abc import Coroutine
-from importlib.resources import files
 from typing import Any
 
-from course_ws.chat.admission import CHAT_PREFIX, Admitted, chat_room
+from course_ws.chat.admission import CHAT_PREFIX, Admitted
 from course_ws.chat.brokers import Broker, open_broker_for
 from course_ws.chat.metrics import CONTENT_TYPE, ServerMetrics
 from course_ws.chat.service import ChatService
-from course_ws.chat.session import CloseCode
 from course_ws.options import ServeOptions
 from course_ws.servers._asgi_chat import (
+    PAGE,
     Member,
     OutboxFanout,
-    cap_send_buffer,
     check_request,
-    close_for_certain,
-    frames,
+    is_websocket_path,
     peer_address,
     request_target,
-    run_member,
+    serve_echo,
+    serve_member,
+    start_chat_app,
 )
 from course_ws.servers._asgi_host import (
     Receive,
     Scope,
     Send,
     StartedUvicorn,
-    asgi_outbox,
     refuse,
-    start_asgi_app,
 )
 
 logger = logging.getLogger("course_ws.servers.asgi")
-
-PAGE = files("course_ws") / "static" / "chat.html"
-NOT_READING = "too slow: you send, but do not read the replies"
-
-
-def is_websocket_path(path: str) -> bool:
-    """Whether ``path`` is one of this server's WebSocket endpoints (the room rule, once)."""
-    return path == "/echo" or chat_room(path) is not None
 
 
 class AsgiChatApp:
@@ -222,45 +210,13 @@ class AsgiChatApp:
 
     async def echo(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send every message back as it came; 1013 for a client that does not read them."""
-        try:
-            async for frame in frames(receive):
-                reply: dict[str, Any] = {"type": "websocket.send"}
-                reply["text" if isinstance(frame, str) else "bytes"] = frame
-                try:
-                    async with asyncio.timeout(self.options.send_timeout):
-                        await send(reply)
-                except TimeoutError:
-                    self.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
-                    await close_for_certain(
-                        scope,
-                        send,
-                        CloseCode.TRY_AGAIN_LATER,
-                        NOT_READING,
-                        self.options.close_timeout,
-                    )
-                    return
-        except OSError as exc:  # ASGI 2.4: a send after the disconnect raises
-            logger.info("echo client %s left abruptly: %r", scope.get("client"), exc)
+        await serve_echo(scope, receive, send, self.metrics, self.options)
 
     async def chat(self, scope: Scope, receive: Receive, send: Send, admitted: Admitted) -> None:
         """One member of a room, from welcome to leave."""
-        cap_send_buffer(scope)
-
-        async def send_text(event: str) -> None:
-            await send({"type": "websocket.send", "text": event})
-
-        async def close(code: int, reason: str) -> None:
-            await close_for_certain(scope, send, code, reason, self.options.close_timeout)
-
-        async with asgi_outbox(
-            scope,
-            send,
-            close_timeout=self.options.close_timeout,
-            name=f"{admitted.user} in {admitted.room}",
-        ) as outbox:
-            await run_member(
-                self.service, self.fanout, admitted, outbox, frames(receive), send_text, close
-            )
+        await serve_member(
+            scope, receive, send, self.service, self.fanout, admitted, self.options.close_timeout
+        )
 
 
 def create_app(options: ServeOptions | None = None, broker: Broker | None = None) -> AsgiChatApp:
@@ -274,10 +230,4 @@ def create_app(options: ServeOptions | None = None, broker: Broker | None = None
 
 async def start(options: ServeOptions, sock: socket.socket) -> StartedUvicorn:
     """Serve the chat on ``sock`` with uvicorn, through the course's ASGI host."""
-    return await start_asgi_app(
-        create_app(options),
-        options,
-        sock,
-        close_timeout=options.close_timeout,
-        ws_per_message_deflate=False,  # off, as in the chat server: small messages, many members
-    )
+    return await start_chat_app(create_app(options), options, sock)

@@ -1,0 +1,109 @@
+"""``fastapi``: the course's chat on FastAPI, on uvicorn.
+
+The same endpoints, protocol and plumbing as the ``starlette`` server (FastAPI
+is Starlette underneath: both route to
+:class:`~course_ws.servers._starlette_chat.StarletteChat`). What FastAPI adds
+is shown where it helps:
+
+- **Admission is a dependency.** ``/chat/{room}`` declares
+  ``admitted: Annotated[Admitted, Depends(admission)]``; FastAPI solves it
+  before the endpoint runs, so before anything is accepted. The dependency
+  reads the handshake (``websocket.scope``'s request target and ``headers``,
+  via :func:`~course_ws.servers._asgi_chat.request_target` and
+  :func:`~course_ws.servers._asgi_chat.peer_address`) and asks the chat
+  service, which decides (404 room, 400 ``?user=``/``?since=``, 429). A refusal
+  is raised as an ``HTTPException`` with the service's status: raised before
+  accept, FastAPI 0.165 (``fastapi/routing.py``, ``websocket_session``) hands it
+  to the app's exception handlers like any HTTP error, and Starlette sends the
+  handler's response as the WebSocket's HTTP refusal (``websocket.http.response``).
+  After accept that is no longer possible; a dependency would raise
+  ``WebSocketException(1008)`` instead, which closes the socket with 1008.
+  The dependency gets the raw target rather than ``websocket.query_params``
+  (decoded, last value wins): the service parses the query itself, so the
+  rules stay in one place.
+- **Security classes do not apply**: ``OAuth2PasswordBearer``, ``APIKeyHeader``
+  and friends take a ``Request`` and fail on WebSocket routes; read
+  ``websocket.headers``/``query_params`` in a dependency, as here.
+- No pydantic models here: the chat core validates every frame
+  (:mod:`course_ws.chat.protocol`); a second model would be a second copy of
+  the rules. The OpenAPI docs are off (``/docs`` is not a course endpoint).
+
+Run it with ``course-ws serve fastapi``, or
+``uvicorn course_ws.servers.fastapi:create_app --factory`` (without the 1001).
+"""
+
+import socket
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.responses import Response
+
+from course_ws.chat.admission import Admitted, Refusal
+from course_ws.chat.brokers import Broker
+from course_ws.options import ServeOptions
+from course_ws.servers._asgi_chat import start_chat_app
+from course_ws.servers._asgi_host import StartedUvicorn
+from course_ws.servers._starlette_chat import Refused, StarletteChat
+
+HTTP_METHODS = ["GET", "HEAD"]
+
+
+def create_app(options: ServeOptions | None = None, broker: Broker | None = None) -> FastAPI:
+    """The FastAPI application, for any ASGI server."""
+    chat = StarletteChat(options or ServeOptions(), broker)
+    app = FastAPI(
+        title="course-ws chat",
+        lifespan=chat.lifespan,
+        middleware=chat.middleware,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.chat = chat
+    for handled, handler in chat.exception_handlers.items():  # 404, 405, refusals: plain text
+        app.exception_handler(handled)(handler)
+
+    async def admission(websocket: WebSocket) -> Admitted:
+        """Admit this handshake, or refuse it before accept with the service's HTTP status."""
+        decision = chat.admit(websocket)
+        if isinstance(decision, Refusal):
+            raise Refused(decision.status, decision.text)
+        return decision
+
+    @app.websocket("/chat/{room}")
+    async def chat_room(
+        websocket: WebSocket, admitted: Annotated[Admitted, Depends(admission)]
+    ) -> None:
+        await chat.member(websocket, admitted)
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await chat.echo(websocket)
+
+    @app.websocket("/{path:path}")
+    async def no_endpoint(websocket: WebSocket) -> None:
+        await chat.no_endpoint(websocket)
+
+    @app.api_route("/", methods=HTTP_METHODS)
+    async def page(request: Request) -> Response:
+        return await chat.page(request)
+
+    @app.api_route("/healthz", methods=HTTP_METHODS)
+    async def healthz(request: Request) -> Response:
+        return await chat.healthz(request)
+
+    @app.api_route("/metrics", methods=HTTP_METHODS)
+    async def metrics(request: Request) -> Response:
+        return await chat.prometheus(request)
+
+    @app.api_route("/echo", methods=HTTP_METHODS)
+    @app.api_route("/chat/{room}", methods=HTTP_METHODS)
+    async def upgrade_required(request: Request) -> Response:
+        return await chat.upgrade_required(request)
+
+    return app
+
+
+async def start(options: ServeOptions, sock: socket.socket) -> StartedUvicorn:
+    """Serve the chat on ``sock`` with uvicorn, through the course's ASGI host."""
+    return await start_chat_app(create_app(options), options, sock)
