@@ -14,6 +14,10 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
 from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients.chat import ChatClient, chat_url
 from course_ws.clients.metrics import get_metrics
@@ -117,3 +121,17 @@ def test_course_ws_serve_asgi_prints_its_urls_and_says_1001_on_sigterm() -> None
     assert served.close_codes == [1001, 1001]
     assert served.returncode == 0
     assert "Traceback" not in served.stderr
+
+
+@pytest.mark.parametrize("name", ["asgi", "starlette", "fastapi"])
+async def test_a_refusal_before_accept_logs_no_error(name: str) -> None:
+    """uvicorn 0.54 logs 'ASGI callable returned without completing handshake.' after an
+    HTTP refusal it sent itself; the course's host marks the handshake finished instead."""
+    with serve_in_background(name, log_level="info") as server:
+        for target in ("/nowhere", "/chat/lobby?since=x"):
+            with pytest.raises(InvalidStatus):
+                async with connect(f"{server.url}{target}"):
+                    pass
+        await asyncio.sleep(0.2)  # the app call returns after the response went out
+        errors = [line for line in server.logs if " ERROR " in line]
+    assert not errors, errors

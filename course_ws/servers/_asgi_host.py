@@ -170,7 +170,9 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
     (the connection would hang until the client gives up). And it closes a message of
     more than :data:`~course_ws.rfc6455.MAX_FRAGMENTS` frames with 1009:
     uvicorn keeps every fragment in a list, so endless empty continuation
-    frames (which ``max_size`` never sees) would grow it without bound.
+    frames (which ``max_size`` never sees) would grow it without bound. Finally,
+    a refusal sent by the app counts as a finished handshake, so uvicorn does
+    not log an error after each one.
     """
 
     def data_received(self, data: bytes) -> None:
@@ -181,6 +183,13 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    async def send(self, message: Message) -> None:  # type: ignore[override]
+        await super().send(message)  # type: ignore[arg-type]
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # uvicorn 0.54 sends the refusal but never marks the handshake as done, so it
+            # logs "ASGI callable returned without completing handshake" after each one.
+            self.handshake_complete = True
 
     def handle_cont(self, event: Frame) -> None:
         if self.close_sent:
