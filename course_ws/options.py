@@ -31,6 +31,9 @@ Seconds: TypeAlias = Annotated[float, Unit.SECONDS]
 """A duration in seconds: ``1.5``; the command line also takes ``500ms``, ``20s`` or ``2m``."""
 LogLevel: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+WsImplementation: TypeAlias = Literal["websockets-sansio", "wsproto"]
+"""uvicorn's WebSocket implementations that the course's ASGI host serves with."""
+WS_IMPLEMENTATIONS: tuple[WsImplementation, ...] = get_args(WsImplementation)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +78,9 @@ class ServeOptions:
     used is forgotten first."""
     idle_history_bytes: Bytes = 64 * 2**20
     """Bytes of history kept for all those idle rooms together."""
+    ws: WsImplementation = "websockets-sansio"
+    """uvicorn's WebSocket implementation for the ASGI servers (asgi, starlette, fastapi);
+    wsproto needs the wsproto package."""
     trusted_proxy: tuple[str, ...] = ()
     """Address of a reverse proxy whose X-Forwarded-For names the real client (repeatable);
     limits per address then apply to that client, not to the proxy."""

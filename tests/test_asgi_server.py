@@ -135,3 +135,18 @@ async def test_a_refusal_before_accept_logs_no_error(name: str) -> None:
         await asyncio.sleep(0.2)  # the app call returns after the response went out
         errors = [line for line in server.logs if " ERROR " in line]
     assert not errors, errors
+
+
+@pytest.mark.parametrize("name", ["asgi", "starlette", "fastapi"])
+async def test_every_asgi_server_runs_on_wsproto_too(name: str) -> None:
+    """``--ws wsproto`` swaps uvicorn's WebSocket implementation; the chat and 1001 stay."""
+    server = serve_in_background(name, ws="wsproto")
+    try:
+        async with await ChatClient.connect(server.url, "wsproto", user="ada") as client:
+            await client.say("over wsproto")
+            assert (await client.next("message"))["text"] == "over wsproto"
+            await asyncio.to_thread(server.stop)
+            await client.websocket.wait_closed()
+            assert client.websocket.close_code == 1001
+    finally:
+        server.stop()

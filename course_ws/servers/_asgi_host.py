@@ -55,7 +55,7 @@ from websockets.frames import Frame
 from websockets.http11 import Request as WebsocketsRequest
 
 from course_ws.fanout.outbox import Outbox
-from course_ws.options import ServeOptions
+from course_ws.options import WS_IMPLEMENTATIONS, ServeOptions
 from course_ws.rfc6455 import MAX_FRAGMENTS, WEBSOCKET_VERSION, HandshakeError, check_version
 from course_ws.rfc6455 import Request as CodecRequest
 from course_ws.rfc6455.constants import CloseCode
@@ -222,10 +222,6 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
             self.conn.send_response(self.response)
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
-
-
-WS_IMPLEMENTATIONS = ("websockets-sansio", "wsproto")
-"""The uvicorn WebSocket implementations the host serves with (``ws=``)."""
 
 
 @functools.cache
@@ -531,19 +527,20 @@ async def start_asgi_app(
     options: ServeOptions,
     sock: socket.socket,
     *,
-    ws: str = "websockets-sansio",
+    ws: str | None = None,
     close_timeout: float = CLOSE_TIMEOUT,
     **settings: Any,
 ) -> StartedUvicorn:
     """Serve the ASGI ``app`` on ``sock`` and return once uvicorn accepts connections.
 
-    ``ws`` picks uvicorn's WebSocket implementation: ``"websockets-sansio"``
-    (uvicorn's default) or ``"wsproto"`` (which needs the ``wsproto`` package).
+    ``ws`` picks uvicorn's WebSocket implementation (default: ``options.ws``):
+    ``"websockets-sansio"`` (uvicorn's default) or ``"wsproto"`` (which needs the
+    ``wsproto`` package).
     ``options`` give the message size limit and the keepalive; ``settings`` are
     extra :class:`uvicorn.Config` arguments. A failure during startup (a lifespan
     error, say) is raised here instead of being logged.
     """
-    protocol_class = _protocol_class(ws)
+    protocol_class = _protocol_class(ws or options.ws)
     host = HostMiddleware(app)
     config = uvicorn.Config(
         host,
