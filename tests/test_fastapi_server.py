@@ -1,16 +1,15 @@
 """What is specific to the ``fastapi`` server: admission as a FastAPI dependency.
 
-The conformance, hostile-input and metrics suites run against it (it is in
-the catalogue). These tests prove what FastAPI adds and could get wrong: the
-dependency on ``/chat/{room}`` refuses *before accept* with a real HTTP status
-(400, 404, 429) and the service's text, not FastAPI's JSON nor a 403 from a
-close before accept, each refusal counted once; 1001 at shutdown; no OpenAPI
-routes beside the course's endpoints; nothing left behind.
+What every ASGI server must do (1001, stalled readers, 1003, no leaks, the
+CLI) is in ``test_asgi_servers.py``; the conformance, hostile-input and
+metrics suites run against it too. Here: the dependency on ``/chat/{room}``
+refuses *before accept* with a real HTTP status (400, 404, 429) and the
+service's text, not FastAPI's JSON nor a 403 from a close before accept, each
+refusal counted once; and no OpenAPI routes beside the course's endpoints.
 """
 
 from __future__ import annotations
 
-import re
 import urllib.error
 import urllib.request
 
@@ -19,27 +18,13 @@ import pytest
 from course_ws import serve_in_background
 from course_ws.clients.chat import ChatClient, chat_url
 from course_ws.clients.probes import (
-    LEAK_GAUGES,
     fresh_room,
-    gauges_after_everyone_left,
     handshake_refusal,
     scrape,
-    serve_then_sigterm,
-    stop_with_clients,
 )
 
 NAME = "fastapi"
 FAST = {"message_rate": 10_000.0, "message_burst": 10_000}
-
-
-async def test_stop_closes_chat_and_echo_clients_with_1001() -> None:
-    server = serve_in_background(NAME, **FAST)
-    try:
-        stopped = await stop_with_clients(server.url, server.stop)
-    finally:
-        server.stop()
-    assert stopped.chat_code == 1001
-    assert (stopped.echo_code, stopped.echo_reason) == (1001, "server shutting down")
 
 
 @pytest.mark.parametrize(
@@ -95,31 +80,3 @@ def test_no_openapi_routes_beside_the_course_endpoints(path: str) -> None:
     with serve_in_background(NAME) as server, pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(server.http_url + path, timeout=5)
     assert error.value.code == 404
-
-
-async def test_metrics_return_to_zero_after_clients_leave() -> None:
-    with serve_in_background(NAME, **FAST) as server:
-        settled = await gauges_after_everyone_left(server.url, server.http_url)
-    assert settled.during["course_ws_connections"] == 4
-    assert settled.during["course_ws_room_members"] == 3
-    assert settled.during["course_ws_messages_published_total"] == 1
-    assert {gauge: settled.after[gauge] for gauge in LEAK_GAUGES} == dict.fromkeys(LEAK_GAUGES, 0)
-
-
-def test_course_ws_serve_fastapi_prints_its_urls_and_says_1001_on_sigterm() -> None:
-    served = serve_then_sigterm(NAME)
-    assert re.fullmatch(
-        r"fastapi \(FastAPI on uvicorn\) listening on 127\.0\.0\.1:\d+", served.banner
-    )
-    assert served.urls == [
-        f"{served.ws_base}/echo",
-        f"{served.ws_base}/chat/{{room}}",
-        f"{served.http_base}/",
-        f"{served.http_base}/healthz",
-        f"{served.http_base}/metrics",
-    ]
-    assert served.echoed == "hi"
-    assert '"welcome"' in served.welcome
-    assert served.close_codes == [1001, 1001]
-    assert served.returncode == 0
-    assert "Traceback" not in served.stderr

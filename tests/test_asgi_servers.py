@@ -1,12 +1,14 @@
-"""What is specific to the ``asgi`` server: the chat as a raw ASGI app on the course's uvicorn host.
+"""What every ASGI server of the catalogue (``asgi``, ``starlette``, ``fastapi``) must do.
 
-The conformance, hostile-input and metrics suites already run against it (it
-is in the catalogue); these tests prove what only an ASGI server could get
-wrong: 1001 rather than uvicorn's 1012 at shutdown, a stalled reader dropped
-through its outbox within the close timeout (not left to uvicorn, which would
-wait forever), 1003 for a binary frame, and nothing left behind. The probes
-(:mod:`course_ws.clients.probes`) are shared with the ``starlette`` and
-``fastapi`` servers' tests.
+The conformance, hostile-input and metrics suites already run against them;
+these tests prove what only a server on uvicorn could get wrong: 1001 rather
+than uvicorn's 1012 at shutdown, a stalled reader dropped through its outbox
+within the close timeout (not left to uvicorn, which would wait forever), 1003
+for a binary frame with nothing escaping (Starlette's ``Cannot call "send" once
+a close message has been sent`` included), no error logged after a refusal,
+wsproto as well as websockets-sansio, and nothing left behind. What a
+framework adds is tested in ``test_starlette_server.py`` and
+``test_fastapi_server.py``.
 """
 
 from __future__ import annotations
@@ -31,18 +33,29 @@ from course_ws.clients.probes import (
     stop_with_clients,
 )
 from course_ws.clients.waiting import tcp_established, wait_dropped, wait_until
+from course_ws.hosting.catalogue import CATALOGUE
 from course_ws.lab.fanout import stalled_client
 
+ASGI_SERVERS = [name for name, entry in CATALOGUE.items() if "uvicorn" in entry.stack]
 FAST = {"message_rate": 10_000.0, "message_burst": 10_000}
 CLOSE_TIMEOUT = 0.5
+SEND_AFTER_CLOSE = 'Cannot call "send"'
+
+pytestmark = pytest.mark.parametrize("name", ASGI_SERVERS)
 
 
 def metrics(server: BackgroundServer) -> dict[str, float]:
     return get_metrics(server.http_url)
 
 
-async def test_stop_closes_chat_and_echo_clients_with_1001() -> None:
-    server = serve_in_background("asgi", **FAST)
+def nothing_escaped(server: BackgroundServer) -> None:
+    logs = "\n".join(server.logs)
+    assert "Traceback" not in logs
+    assert SEND_AFTER_CLOSE not in logs
+
+
+async def test_stop_closes_chat_and_echo_clients_with_1001(name: str) -> None:
+    server = serve_in_background(name, **FAST)
     try:
         stopped = await stop_with_clients(server.url, server.stop)
     finally:
@@ -51,13 +64,14 @@ async def test_stop_closes_chat_and_echo_clients_with_1001() -> None:
     assert (stopped.echo_code, stopped.echo_reason) == (1001, "server shutting down")
 
 
-async def test_a_stalled_reader_is_dropped_within_the_close_timeout() -> None:
+async def test_a_stalled_reader_is_dropped_within_the_close_timeout(name: str) -> None:
     """Its outbox crosses the limit (counted at /metrics), then 1013 or a reset within 0.5 s."""
-    name = fresh_room()
-    with serve_in_background("asgi", close_timeout=CLOSE_TIMEOUT, **FAST) as server:
-        stalled = await stalled_client(chat_url(server.url, name))
+    room = fresh_room()
+    options = {"close_timeout": CLOSE_TIMEOUT, "log_level": "info", **FAST}
+    with serve_in_background(name, **options) as server:
+        stalled = await stalled_client(chat_url(server.url, room))
         try:
-            async with await ChatClient.connect(server.url, name) as talker:
+            async with await ChatClient.connect(server.url, room) as talker:
                 loop = asyncio.get_running_loop()
                 crossed = None
                 for _ in range(1000):
@@ -83,20 +97,23 @@ async def test_a_stalled_reader_is_dropped_within_the_close_timeout() -> None:
                 )
         finally:
             stalled.transport.abort()
+        await asyncio.sleep(0.1)
+        nothing_escaped(server)
 
 
-async def test_a_binary_frame_on_chat_closes_with_1003_and_is_counted() -> None:
-    with serve_in_background("asgi", **FAST) as server:
+async def test_a_binary_frame_on_chat_closes_with_1003_and_is_counted(name: str) -> None:
+    with serve_in_background(name, log_level="info", **FAST) as server:
         async with await ChatClient.connect(server.url, fresh_room()) as client:
             await client.websocket.send(b"\x00\x01")
             assert await closed_with(client) == 1003
             assert client.websocket.close_reason == "chat messages are JSON text frames"
         found = await scrape(server.http_url)
         assert found['course_ws_members_dropped_total{code="1003"}'] == 1
+        nothing_escaped(server)
 
 
-async def test_metrics_return_to_zero_after_clients_leave() -> None:
-    with serve_in_background("asgi", **FAST) as server:
+async def test_metrics_return_to_zero_after_clients_leave(name: str) -> None:
+    with serve_in_background(name, **FAST) as server:
         settled = await gauges_after_everyone_left(server.url, server.http_url)
     assert settled.during["course_ws_connections"] == 4
     assert settled.during["course_ws_room_members"] == 3
@@ -105,9 +122,10 @@ async def test_metrics_return_to_zero_after_clients_leave() -> None:
     assert {gauge: settled.after[gauge] for gauge in LEAK_GAUGES} == dict.fromkeys(LEAK_GAUGES, 0)
 
 
-def test_course_ws_serve_asgi_prints_its_urls_and_says_1001_on_sigterm() -> None:
-    served = serve_then_sigterm("asgi")
-    assert re.match(r"asgi \(raw ASGI 3 on uvicorn\) listening on 127\.0\.0\.1:\d+$", served.banner)
+def test_course_ws_serve_prints_its_urls_and_says_1001_on_sigterm(name: str) -> None:
+    served = serve_then_sigterm(name)
+    stack = re.escape(CATALOGUE[name].stack)
+    assert re.fullmatch(rf"{name} \({stack}\) listening on 127\.0\.0\.1:\d+", served.banner)
     assert re.fullmatch(r"ws://127\.0\.0\.1:\d+", served.ws_base)
     assert served.urls == [
         f"{served.ws_base}/echo",
@@ -123,7 +141,6 @@ def test_course_ws_serve_asgi_prints_its_urls_and_says_1001_on_sigterm() -> None
     assert "Traceback" not in served.stderr
 
 
-@pytest.mark.parametrize("name", ["asgi", "starlette", "fastapi"])
 async def test_a_refusal_before_accept_logs_no_error(name: str) -> None:
     """uvicorn 0.54 logs 'ASGI callable returned without completing handshake.' after an
     HTTP refusal it sent itself; the course's host marks the handshake finished instead."""
@@ -137,7 +154,6 @@ async def test_a_refusal_before_accept_logs_no_error(name: str) -> None:
     assert not errors, errors
 
 
-@pytest.mark.parametrize("name", ["asgi", "starlette", "fastapi"])
 async def test_every_asgi_server_runs_on_wsproto_too(name: str) -> None:
     """``--ws wsproto`` swaps uvicorn's WebSocket implementation; the chat and 1001 stay."""
     server = serve_in_background(name, ws="wsproto")
