@@ -1,4 +1,5 @@
-"""The chat page in headless Chromium: two people chat, the server restarts, nothing is lost."""
+"""The chat page in headless Chromium against every chat server: two people chat, the server
+restarts, nothing is lost."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from playwright.sync_api import Page, expect
 
 COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 WAIT = 15_000  # ms: the page's backoff tops out at 10 s
+CHAT_SERVERS = ["chat", "asgi", "starlette", "fastapi"]
+"""Every server of the catalogue that serves the chat page (chapter 05 adds ``channels``)."""
 SCREENSHOTS = os.environ.get("COURSE_WS_SCREENSHOTS")  # a folder, to look at the pages
 
 
@@ -25,15 +28,16 @@ def free_port() -> int:
 
 
 class ChatProcess:
-    """``course-ws serve chat`` on a fixed port, which can be restarted on the same port."""
+    """``course-ws serve NAME`` on a fixed port, which can be restarted on the same port."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, name: str, port: int) -> None:
+        self.name = name
         self.port = port
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [COURSE_WS, "serve", "chat", "--port", str(self.port), "--log-level", "warning"],
+            [COURSE_WS, "serve", self.name, "--port", str(self.port), "--log-level", "warning"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -46,9 +50,9 @@ class ChatProcess:
             assert self.process.wait(10) == 0
 
 
-@pytest.fixture
-def chat() -> Iterator[ChatProcess]:
-    server = ChatProcess(free_port())
+@pytest.fixture(params=CHAT_SERVERS)
+def chat(request: pytest.FixtureRequest) -> Iterator[ChatProcess]:
+    server = ChatProcess(request.param, free_port())
     server.start()
     try:
         yield server
@@ -100,8 +104,8 @@ def test_two_pages_chat_and_one_catches_up_after_a_restart(browser, chat):
         expect(bob.locator("#messages li.notice").last).to_have_text("bob joined")
         expect(ada.locator("#members li")).to_have_text(["ada", "bob"])
         if SCREENSHOTS:
-            ada.screenshot(path=f"{SCREENSHOTS}/chat-ada.png")
-            bob.screenshot(path=f"{SCREENSHOTS}/chat-bob.png")
+            ada.screenshot(path=f"{SCREENSHOTS}/{chat.name}-ada.png")
+            bob.screenshot(path=f"{SCREENSHOTS}/{chat.name}-bob.png")
     finally:
         ada_context.close()
         bob_context.close()

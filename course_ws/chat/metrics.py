@@ -29,7 +29,7 @@ class ServerMetrics:
         )
         self.messages_published = Counter(
             "course_ws_messages_published",
-            "Chat messages published by members of this process",
+            "Chat messages published in this process, by members and by HTTP POST",
             registry=self.registry,
         )
         self.members_dropped = Counter(
@@ -41,6 +41,13 @@ class ServerMetrics:
         self.handshake_refusals = Counter(
             "course_ws_handshake_refusals",
             "Opening handshakes refused with an HTTP response, by status",
+            ["status"],
+            registry=self.registry,
+        )
+
+        self.posts_refused = Counter(
+            "course_ws_posts_refused",
+            "Messages posted over HTTP and refused, by status",
             ["status"],
             registry=self.registry,
         )

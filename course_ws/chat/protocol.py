@@ -4,6 +4,10 @@ Client → server::
 
     {"type": "say", "text": "…"}            1–4096 characters after stripping
 
+Over HTTP, ``POST /rooms/{room}/messages`` with ``{"user": "…", "text": "…"}``
+says a message into a room from outside any WebSocket (:class:`Post`); the
+answer is ``201`` and ``{"type": "posted", "room": r, "id": N}``.
+
 Server → client::
 
     {"type": "welcome", "room": r, "user": u, "last_id": N, "members": [...]}
@@ -31,9 +35,11 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 MAX_TEXT = 4096
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -74,13 +80,38 @@ class Say(BaseModel):
     ]
 
 
+def _display_name(name: str) -> str:
+    if not valid_user(name):
+        raise ValueError("user must be 1-32 characters of A-Z a-z 0-9 _ . -")
+    return name
+
+
+class Post(BaseModel):
+    """``{"user": "…", "text": "…"}``: a message posted into a room over HTTP.
+
+    The same rules as a member's ``say``: the name is a display name, the text
+    1–4096 characters after stripping; nothing else is accepted.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    user: Annotated[str, AfterValidator(_display_name)]
+    text: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)
+    ]
+
+
+MAX_POST_BYTES = 4 * MAX_TEXT + 1024
+"""The largest ``POST`` body read: the longest text, each character 4 UTF-8 bytes, and the rest."""
+
+
 def dumps(event: dict[str, object]) -> str:
     """Compact JSON, UTF-8 kept as is: what goes on the wire."""
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
-def parse_say(raw: str) -> Say:
-    """Validate one text frame from a client, or raise :class:`ChatError` saying what is wrong."""
+def _load_object(raw: str | bytes) -> dict[str, object]:
+    """The JSON object in ``raw``, or :class:`ChatError` saying why it is not one."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -91,10 +122,26 @@ def parse_say(raw: str) -> Say:
         raise ChatError(ErrorCode.BAD_JSON, f"not JSON we accept: {exc}") from None
     if not isinstance(data, dict):
         raise ChatError(ErrorCode.BAD_MESSAGE, f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_say(raw: str) -> Say:
+    """Validate one text frame from a client, or raise :class:`ChatError` saying what is wrong."""
+    data = _load_object(raw)
     if data.get("type") != "say":
         raise ChatError(ErrorCode.BAD_MESSAGE, f"unknown type {data.get('type')!r}; send 'say'")
+    return _validate(Say, data)
+
+
+def parse_post(raw: bytes) -> Post:
+    """Validate the body of a ``POST /rooms/{room}/messages``, or raise :class:`ChatError`."""
+    return _validate(Post, _load_object(raw))
+
+
+def _validate(model: type[Model], data: dict[str, object]) -> Model:
+    """``data`` as a ``model``, or the first validation error as a :class:`ChatError`."""
     try:
-        return Say.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "string_too_long":

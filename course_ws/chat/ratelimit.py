@@ -137,6 +137,11 @@ class PerAddress:
             return f"too many connections from {address} (limit {self.limits.max_connections})"
         return None
 
+    def message(self, address: str) -> bool:
+        """Take a message from the bucket of ``address`` (no connection); ``False``: none left."""
+        self._forget_quiet()
+        return self._state(address).messages.take()
+
     def opened(self, address: str) -> TokenBucket:
         """A connection from ``address`` opened: the message bucket its connections share."""
         state = self._state(address)

@@ -9,6 +9,10 @@ An adapter holds one :class:`ChatService` and does three things per connection:
 3. for each frame, :meth:`ChatService.handle` — ``None`` (published), a
    :class:`Reply` to push to this member, or a :class:`Close` to carry out.
 
+Messages can also come from outside any WebSocket: :meth:`ChatService.post`
+says one into a room for an HTTP ``POST /rooms/{room}/messages``, with the
+same rules, the same rate limit per address and the same fan-out.
+
 How to push an event to many members without waiting (the *fan-out*) is the
 one thing each stack decides for itself: it is passed in as ``fanout``.
 """
@@ -16,13 +20,24 @@ one thing each stack decides for itself: it is passed in as ``fanout``.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Generic
 
 from course_ws.chat.admission import Admitted, Refusal, admit
 from course_ws.chat.brokers import Broker
 from course_ws.chat.metrics import ServerMetrics
+from course_ws.chat.protocol import (
+    MAX_POST_BYTES,
+    ROOM_PATTERN,
+    ChatError,
+    Message,
+    Post,
+    dumps,
+    parse_post,
+)
 from course_ws.chat.ratelimit import AddressLimits, PerAddress
 from course_ws.chat.rooms import Connection, Fanout, LocalRooms, Send
 from course_ws.chat.session import Close, MemberSession, Publish, Reply
@@ -30,6 +45,30 @@ from course_ws.options import ServeOptions
 
 JOIN_TIMEOUT = 10.0
 """Seconds a member may take to receive its welcome and replay; longer, it is too slow (1013)."""
+
+
+MESSAGES_PATH = re.compile(r"/rooms/([^/]*)/messages")
+
+
+def posting_room(path: str) -> str | None:
+    """The room of a ``/rooms/{room}/messages`` path (any name: :meth:`ChatService.post`
+    refuses one that cannot exist), or ``None`` for any other path."""
+    match = MESSAGES_PATH.fullmatch(path)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message said over HTTP: answer ``201 Created`` with :attr:`body`."""
+
+    message: Message
+
+    status = 201
+
+    @property
+    def body(self) -> str:
+        """``{"type": "posted", "room": r, "id": N}``: where the message went."""
+        return dumps({"type": "posted", "room": self.message.room, "id": self.message.id})
 
 
 class ChatService(Generic[Connection]):
@@ -123,6 +162,54 @@ class ChatService(Generic[Connection]):
         if isinstance(action, Close):
             self.metrics.dropped(action.code)
         return action
+
+    async def post(
+        self, room: str, body: bytes, address: str, content_type: str | None
+    ) -> Posted | Refusal:
+        """Say the message in a ``POST /rooms/{room}/messages`` ``body`` into ``room``.
+
+        ``body`` is what the adapter read: it reads at most ``MAX_POST_BYTES``
+        and answers 413 itself beyond that, without reading further. Refused:
+        415 unless the ``Content-Type`` is JSON (a browser cannot send that to
+        another origin without asking first, so no web page can post in the
+        user's name), 404 for a room name that cannot exist, 429 when the
+        address is over its message rate, 400 for a body that is not a
+        :class:`~course_ws.chat.protocol.Post`.
+        """
+        if (refusal := self.refuse_content_type(content_type)) is not None:
+            return refusal
+        if len(body) > MAX_POST_BYTES:
+            return self._refused(413, f"a message body is at most {MAX_POST_BYTES} bytes")
+        try:
+            post = parse_post(body)
+        except ChatError as error:
+            return self.refuse_post(error.detail)
+        return await self.post_message(room, post, address)
+
+    def refuse_content_type(self, content_type: str | None) -> Refusal | None:
+        """415 unless ``content_type`` is JSON (counted), else ``None``."""
+        media_type = (content_type or "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            return self._refused(415, "send the message as Content-Type: application/json")
+        return None
+
+    def refuse_post(self, detail: str) -> Refusal:
+        """400 for a body that is not a :class:`~course_ws.chat.protocol.Post` (counted)."""
+        return self._refused(400, detail)
+
+    async def post_message(self, room: str, post: Post, address: str) -> Posted | Refusal:
+        """Say an already validated :class:`~course_ws.chat.protocol.Post` into ``room``."""
+        if not ROOM_PATTERN.fullmatch(room):
+            return self._refused(404, f"no chat room {room!r}: rooms are 1-64 of A-Z a-z 0-9 _ -")
+        if not self.addresses.message(address):
+            return self._refused(429, f"too many messages from {address}; slow down")
+        message = await self.broker.publish_message(room, post.user, post.text)
+        self.metrics.messages_published.inc()
+        return Posted(message)
+
+    def _refused(self, status: int, text: str) -> Refusal:
+        self.metrics.posts_refused.labels(status=str(status)).inc()
+        return Refusal(status, text)
 
     async def aclose(self) -> None:
         """Release the broker (after the adapter has closed every connection)."""

@@ -15,6 +15,8 @@ stays in :mod:`course_ws.chat`; what is left here is stack plumbing:
   ``raw`` and ``websockets`` servers check theirs;
 - :class:`RequestCheck`: that check as ASGI middleware, for the framework adapters
   (Starlette, FastAPI), whose routing would otherwise see a target it cannot parse;
+  it also reads each request body first, bounded (:func:`read_body`), so that
+  no framework ever buffers an unbounded body;
 - :func:`run_member` / :func:`serve_member`: welcome, replay, frames in, actions
   out, for one member; :func:`serve_echo`: the echo endpoint;
 - :func:`close_for_certain`: a close that ends the connection within a deadline;
@@ -41,6 +43,7 @@ from typing import Any
 from course_ws import rfc6455
 from course_ws.chat.admission import Admitted, chat_room
 from course_ws.chat.metrics import ServerMetrics
+from course_ws.chat.protocol import MAX_POST_BYTES
 from course_ws.chat.ratelimit import client_address
 from course_ws.chat.service import ChatService
 from course_ws.chat.session import Close, CloseCode, Reply
@@ -48,6 +51,7 @@ from course_ws.fanout.outbox import Outbox, OutboxState
 from course_ws.options import ServeOptions
 from course_ws.servers._asgi_host import (
     ASGIApp,
+    Message,
     Receive,
     Scope,
     Send,
@@ -142,12 +146,73 @@ def is_websocket_path(path: str) -> bool:
     return path == "/echo" or chat_room(path) is not None
 
 
+BODY_TIMEOUT = 10.0
+"""Seconds a client may take to send a request body (a slow body holds a connection)."""
+
+
+class BodyRefused(Exception):
+    """A request body that was not read: too large (413) or too slow (408)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int = MAX_POST_BYTES) -> bytes | None:
+    """The body of an HTTP request, read in full, or ``None`` if the client left meanwhile.
+
+    Raises :class:`BodyRefused` for a body over ``limit`` bytes (declared in
+    ``Content-Length`` or counted as it arrives: nothing beyond ``limit`` is
+    kept) or not complete within :data:`BODY_TIMEOUT` seconds.
+    """
+    declared = codec_request(scope).headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyRefused(413, f"a request body is at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = bytes(message.get("body", b""))
+                size += len(chunk)
+                if size > limit:
+                    raise BodyRefused(413, f"a request body is at most {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise BodyRefused(408, f"the request body took over {BODY_TIMEOUT:g} s") from None
+
+
+async def respond_text(
+    send: Send, status: int, text: str, headers: Collection[tuple[str, str]] = ()
+) -> None:
+    """A complete plain-text HTTP response."""
+    body = text.encode()
+    head = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
 class RequestCheck:
     """ASGI middleware: refuse a bad request target or ``Host`` with 400 before any routing.
 
     The raw ASGI adapter checks each request itself (:func:`check_request`);
     a framework's router would match on ``scope["path"]`` and never notice a
     target that is not a URL, or a missing ``Host``. Every refusal is counted.
+
+    It also reads every HTTP request's body before the app sees the request
+    (:func:`read_body`: at most ``MAX_POST_BYTES``, within ``BODY_TIMEOUT``)
+    and hands it on in one piece: a framework's ``await request.body()`` or
+    FastAPI's body models would otherwise buffer whatever a client sends.
     """
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
@@ -159,24 +224,37 @@ class RequestCheck:
             await self.app(scope, receive, send)
             return
         path, error = check_request(scope)
-        if error is None:
-            await self.app(scope, receive, send)
-            return
-        logger.info("refused %s %.80s: %s", scope.get("method", "WebSocket"), path, error)
-        self.metrics.refused(error.status)
-        text = f"{error.reason}\n"
-        if scope["type"] == "websocket":
-            if (await receive())["type"] == "websocket.connect":  # else the client left
+        if error is not None:
+            logger.info("refused %s %.80s: %s", scope.get("method", "WebSocket"), path, error)
+            self.metrics.refused(error.status)
+            text = f"{error.reason}\n"
+            if scope["type"] == "http":
+                await respond_text(send, error.status, text, error.headers)
+            elif (await receive())["type"] == "websocket.connect":  # else the client left
                 await refuse(scope, send, error.status, text, error.headers)
             return
-        body = text.encode()
-        head = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            *((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in error.headers),
-        ]
-        await send({"type": "http.response.start", "status": error.status, "headers": head})
-        await send({"type": "http.response.body", "body": body})
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(scope, receive)
+        except BodyRefused as refused:
+            logger.info("refused %s %.80s: %s", scope["method"], path, refused.reason)
+            self.metrics.refused(refused.status)
+            await respond_text(send, refused.status, f"{refused.reason}\n")
+            return
+        if body is not None:  # else the client left while sending it
+            await self.app(scope, replay_body(body, receive), send)
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` as one ``http.request``, then defers to ``receive``."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive_replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return receive_replayed
 
 
 def peer_address(scope: Scope, trusted_proxy: Collection[str]) -> str:
@@ -324,18 +402,21 @@ async def serve_echo(
 
 
 async def start_chat_app(
-    app: ASGIApp, options: ServeOptions, sock: socket.socket
+    app: ASGIApp, options: ServeOptions, sock: socket.socket, metrics: ServerMetrics | None = None
 ) -> StartedUvicorn:
     """Serve a chat ``app`` on ``sock`` through the course's uvicorn host (1001 on shutdown).
 
     ``options`` give ``ws_max_size`` and the keepalive; the close timeout bounds
-    every close and the shutdown. Compression is off, as in the ``chat`` server:
-    small messages, many members, and deflate costs CPU per member per message.
+    every close and the shutdown; the requests the host refuses before the
+    app sees them are counted in ``metrics``, the app's. Compression is off, as
+    in the ``chat`` server: small messages, many members, and deflate costs CPU
+    per member per message.
     """
     return await start_asgi_app(
         app,
         options,
         sock,
         close_timeout=options.close_timeout,
+        refused=(metrics or ServerMetrics()).refused,
         ws_per_message_deflate=False,
     )

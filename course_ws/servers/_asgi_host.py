@@ -51,6 +51,7 @@ from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 from websockets.frames import Frame
 from websockets.http11 import Request as WebsocketsRequest
 
@@ -59,6 +60,7 @@ from course_ws.options import WS_IMPLEMENTATIONS, ServeOptions
 from course_ws.rfc6455 import MAX_FRAGMENTS, WEBSOCKET_VERSION, HandshakeError, check_version
 from course_ws.rfc6455 import Request as CodecRequest
 from course_ws.rfc6455.constants import CloseCode
+from course_ws.servers._bounded_http import bounded_http
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -142,10 +144,19 @@ class HostedConnection:
             callback()
 
 
+def _not_counted(status: int) -> None:
+    """Where a protocol's own refusals go when its server keeps no metrics."""
+
+
 class _HostedWebSocket(asyncio.Protocol):
-    """Mixin for uvicorn's WebSocket protocols: keep the transport, so it can be aborted."""
+    """Mixin for uvicorn's WebSocket protocols: keep the transport, so it can be aborted.
+
+    ``refused`` is told each status the protocol answers on its own, before
+    the app sees the request (set per server by :func:`start_asgi_app`).
+    """
 
     hosted: HostedConnection | None = None
+    refused: Callable[[int], None] = staticmethod(_not_counted)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.hosted = HostedConnection(transport)
@@ -180,6 +191,8 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # websockets refused a request it could not parse (431 for a huge head):
             # uvicorn leaves that answer unsent and the connection open.
+            if (status := _status_of(self.conn.handshake_exc)) is not None:
+                self.refused(status)
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
@@ -212,6 +225,7 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
             )
         except HandshakeError as error:
             logger.info("refused %.80s: %s", event.path, error)
+            self.refused(error.status)
             self.request = event
             self.response = self.conn.reject(error.status, f"{error.reason}\n")
             for name, value in error.headers:
@@ -222,6 +236,15 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
             self.conn.send_response(self.response)
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+
+def _status_of(error: Exception) -> int | None:
+    """The HTTP status ``websockets`` answered a request it could not parse with, if any."""
+    if isinstance(error, RequestLineTooLong):
+        return 414
+    if isinstance(error, HeaderLineTooLong | TooManyHeaders):
+        return 431
+    return None  # not HTTP at all: websockets closed without an answer
 
 
 @functools.cache
@@ -236,8 +259,35 @@ def _protocol_class(ws: str) -> type[asyncio.Protocol]:
     except ImportError as exc:  # wsproto is not a dependency of uvicorn[standard]
         raise RuntimeError("ws='wsproto' needs the wsproto package: pip install wsproto") from exc
 
+    from wsproto.events import RejectConnection
+    from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
     class _WsprotoWebSocket(_HostedWebSocket, WSProtocol):
-        """uvicorn's ``wsproto`` protocol, abortable."""
+        """uvicorn's ``wsproto`` protocol, abortable, with its own refusals counted.
+
+        wsproto answers a handshake it cannot accept itself (426 with
+        ``Sec-WebSocket-Version: 13`` for another version, 400 for a bad
+        request), before the app sees it; uvicorn 0.54 writes that answer in
+        ``data_received`` (``wsproto_impl.py`` lines 163-169), done here the same
+        way, and counted. wsproto needs neither of the sansio fixes: its message
+        buffer is one growing string bounded by ``ws_max_size`` (no list of
+        fragments), and the request head is bounded before it gets here
+        (:mod:`course_ws.servers._bounded_http`).
+        """
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                self.conn.receive_data(data)
+            except RemoteProtocolError as error:
+                if isinstance(error.event_hint, RejectConnection):
+                    self.refused(error.event_hint.status_code)
+                self.transport.write(self.conn.send(error.event_hint))  # type: ignore[arg-type]
+                self.transport.close()
+                return
+            except LocalProtocolError:  # data after the close handshake completed
+                self.transport.close()
+                return
+            self.handle_events()
 
     return _WsprotoWebSocket
 
@@ -529,6 +579,7 @@ async def start_asgi_app(
     *,
     ws: str | None = None,
     close_timeout: float = CLOSE_TIMEOUT,
+    refused: Callable[[int], None] = _not_counted,
     **settings: Any,
 ) -> StartedUvicorn:
     """Serve the ASGI ``app`` on ``sock`` and return once uvicorn accepts connections.
@@ -536,16 +587,21 @@ async def start_asgi_app(
     ``ws`` picks uvicorn's WebSocket implementation (default: ``options.ws``):
     ``"websockets-sansio"`` (uvicorn's default) or ``"wsproto"`` (which needs the
     ``wsproto`` package).
-    ``options`` give the message size limit and the keepalive; ``settings`` are
-    extra :class:`uvicorn.Config` arguments. A failure during startup (a lifespan
+    ``options`` give the message size limit and the keepalive; ``refused`` is
+    told the status of each request the host refuses before the app sees it
+    (426 for another WebSocket version, 431 for a request head too large);
+    ``settings`` are extra :class:`uvicorn.Config` arguments. A failure during startup (a lifespan
     error, say) is raised here instead of being logged.
     """
-    protocol_class = _protocol_class(ws or options.ws)
+    counted = {"refused": staticmethod(refused)}
+    websocket = _protocol_class(ws or options.ws)
+    protocol_class = type(websocket.__name__, (websocket,), counted)
     host = HostMiddleware(app)
     config = uvicorn.Config(
         host,
         log_config=None,
         log_level=options.log_level,
+        http=bounded_http(refused),
         ws=protocol_class,
         ws_max_size=options.max_size,
         ws_ping_interval=options.ping_interval,

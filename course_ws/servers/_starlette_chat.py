@@ -42,7 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from course_ws.chat.admission import Admitted, Refusal
 from course_ws.chat.brokers import Broker, open_broker_for
 from course_ws.chat.metrics import CONTENT_TYPE, ServerMetrics
-from course_ws.chat.service import ChatService
+from course_ws.chat.service import ChatService, Posted
 from course_ws.chat.session import CloseCode
 from course_ws.options import ServeOptions
 from course_ws.servers._asgi_chat import (
@@ -147,6 +147,24 @@ class StarletteChat:
     async def prometheus(self, request: Request) -> Response:
         """``GET /metrics``: the Prometheus text format."""
         return Response(self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def post(self, request: Request) -> Response:
+        """``POST /rooms/{room}/messages``: a message said into a room over HTTP.
+
+        :class:`~course_ws.servers._asgi_chat.RequestCheck` has read the body
+        already, bounded, so ``request.body()`` holds at most ``MAX_POST_BYTES``.
+        """
+        body = await request.body()
+        address = peer_address(request.scope, self.options.trusted_proxy)
+        content_type = request.headers.get("content-type")
+        result = await self.service.post(request.path_params["room"], body, address, content_type)
+        return self.posted(result)
+
+    def posted(self, result: Posted | Refusal) -> Response:
+        """``201`` and where the message went, or the service's refusal (counted already)."""
+        if isinstance(result, Posted):
+            return Response(result.body, result.status, media_type="application/json")
+        return PlainTextResponse(f"{result.text}\n", result.status)
 
     async def upgrade_required(self, request: Request) -> Response:
         """A plain ``GET`` of a WebSocket endpoint: 426, say how to ask."""

@@ -2,7 +2,8 @@
 
 Endpoints: ``/chat/{room}`` speaks the chat protocol (:mod:`course_ws.chat.protocol`),
 ``/echo`` echoes, ``GET /`` serves the browser page, ``GET /healthz`` answers
-ok and ``GET /metrics`` the Prometheus metrics.
+ok and ``GET /metrics`` the Prometheus metrics; ``POST /rooms/{room}/messages``
+says a message into a room from outside any WebSocket (a script, a web hook).
 
 This is the ASGI websocket spec (2.4) by hand, one event at a time:
 
@@ -49,15 +50,18 @@ from typing import Any
 from course_ws.chat.admission import CHAT_PREFIX, Admitted
 from course_ws.chat.brokers import Broker, open_broker_for
 from course_ws.chat.metrics import CONTENT_TYPE, ServerMetrics
-from course_ws.chat.service import ChatService
+from course_ws.chat.service import ChatService, Posted, posting_room
 from course_ws.options import ServeOptions
 from course_ws.servers._asgi_chat import (
     PAGE,
+    BodyRefused,
     Member,
     OutboxFanout,
     check_request,
+    codec_request,
     is_websocket_path,
     peer_address,
+    read_body,
     request_target,
     serve_echo,
     serve_member,
@@ -72,6 +76,8 @@ from course_ws.servers._asgi_host import (
 )
 
 logger = logging.getLogger("course_ws.servers.asgi")
+
+JSON = "application/json"
 
 
 class AsgiChatApp:
@@ -114,11 +120,19 @@ class AsgiChatApp:
     # -- HTTP ------------------------------------------------------------------------------
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /``, ``/healthz`` and ``/metrics``; a refusal that says why for anything else."""
+        """``GET /``, ``/healthz``, ``/metrics`` and ``POST /rooms/{room}/messages``;
+        a refusal that says why for anything else."""
         path, error = check_request(scope)
+        room = posting_room(path)
         if error is not None:
             logger.info("refused %s %.80s: %s", scope.get("method"), path, error)
             await self.respond(send, error.status, f"{error.reason}\n", headers=error.headers)
+        elif room is not None and scope["method"] == "POST":
+            await self.post(scope, receive, send, room)
+        elif room is not None:
+            await self.respond(
+                send, 405, f"{scope['method']} is not allowed here\n", [("Allow", "POST")]
+            )
         elif scope["method"] not in ("GET", "HEAD"):
             await self.respond(
                 send, 405, f"{scope['method']} is not allowed here\n", [("Allow", "GET")]
@@ -140,6 +154,27 @@ class AsgiChatApp:
         else:
             await self.respond(send, 404, f"nothing at {path}\n")
 
+    async def post(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
+        """``POST /rooms/{room}/messages``: say a message into ``room`` from outside any WebSocket.
+
+        The body is read first, bounded in size and time; the chat service
+        decides the rest and counts its refusals.
+        """
+        try:
+            body = await read_body(scope, receive)
+        except BodyRefused as refused:
+            await self.respond(send, refused.status, f"{refused.reason}\n")
+            return
+        if body is None:  # the client left while sending it
+            return
+        address = peer_address(scope, self.options.trusted_proxy)
+        content_type = codec_request(scope).headers.get("content-type")
+        result = await self.service.post(room, body, address, content_type)
+        if isinstance(result, Posted):
+            await self.respond(send, result.status, result.body, content_type=JSON)
+        else:
+            await self.respond(send, result.status, f"{result.text}\n", counted=True)
+
     async def respond(
         self,
         send: Send,
@@ -147,9 +182,11 @@ class AsgiChatApp:
         body: str | bytes,
         headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
         content_type: str = "text/plain; charset=utf-8",
+        counted: bool = False,
     ) -> None:
-        """A complete HTTP response; every status of 400 or more is counted as a refusal."""
-        if status >= 400:
+        """A complete HTTP response; a status of 400 or more is counted as a refusal
+        unless it was ``counted`` already (by the chat service)."""
+        if status >= 400 and not counted:
             self.metrics.refused(status)
         data = body.encode() if isinstance(body, str) else body
         head = [
@@ -230,4 +267,5 @@ def create_app(options: ServeOptions | None = None, broker: Broker | None = None
 
 async def start(options: ServeOptions, sock: socket.socket) -> StartedUvicorn:
     """Serve the chat on ``sock`` with uvicorn, through the course's ASGI host."""
-    return await start_chat_app(create_app(options), options, sock)
+    app = create_app(options)
+    return await start_chat_app(app, options, sock, app.metrics)

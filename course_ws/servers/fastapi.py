@@ -21,12 +21,23 @@ is shown where it helps:
   The dependency gets the raw target rather than ``websocket.query_params``
   (decoded, last value wins): the service parses the query itself, so the
   rules stay in one place.
-- **Security classes do not apply**: ``OAuth2PasswordBearer``, ``APIKeyHeader``
-  and friends take a ``Request`` and fail on WebSocket routes; read
-  ``websocket.headers``/``query_params`` in a dependency, as here.
-- No pydantic models here: the chat core validates every frame
-  (:mod:`course_ws.chat.protocol`); a second model would be a second copy of
-  the rules. The OpenAPI docs are off (``/docs`` is not a course endpoint).
+- **Security classes work on WebSocket routes, but browsers cannot use the
+  header ones.** In FastAPI 0.165 ``APIKeyHeader``, ``APIKeyQuery``,
+  ``APIKeyCookie``, ``HTTPBearer`` and ``OAuth2PasswordBearer`` take an
+  ``HTTPConnection`` (``fastapi/security/api_key.py``, ``oauth2.py``), so on a
+  WebSocket route a missing key is an ``HTTPException(401)`` before accept:
+  a real 401 over HTTP (older FastAPI versions typed them on ``Request`` and
+  failed there; tutorials still say so). But the browser's ``WebSocket`` API
+  cannot set headers, so ``Authorization`` and ``X-API-Key`` never arrive from
+  a page: browsers authenticate with a cookie or a query parameter.
+- **A pydantic model is a request body.** ``POST /rooms/{room}/messages``
+  declares ``post: Post``: FastAPI parses and validates the JSON with the chat
+  core's own model (:class:`~course_ws.chat.protocol.Post`, the rules once),
+  and a validation error is answered 400 with its first error, as the other
+  servers answer. The body arrives already read and bounded by
+  :class:`~course_ws.servers._asgi_chat.RequestCheck`. Frames on the socket are
+  validated by the chat core (:mod:`course_ws.chat.protocol`), not here.
+  The OpenAPI docs are off (``/docs`` is not a course endpoint).
 
 Run it with ``course-ws serve fastapi``, or
 ``uvicorn course_ws.servers.fastapi:create_app --factory`` (without the 1001).
@@ -36,12 +47,14 @@ import socket
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from course_ws.chat.admission import Admitted, Refusal
 from course_ws.chat.brokers import Broker
+from course_ws.chat.protocol import Post
 from course_ws.options import ServeOptions
-from course_ws.servers._asgi_chat import start_chat_app
+from course_ws.servers._asgi_chat import peer_address, start_chat_app
 from course_ws.servers._asgi_host import StartedUvicorn
 from course_ws.servers._starlette_chat import Refused, StarletteChat
 
@@ -84,6 +97,24 @@ def create_app(options: ServeOptions | None = None, broker: Broker | None = None
     async def no_endpoint(websocket: WebSocket) -> None:
         await chat.no_endpoint(websocket)
 
+    async def json_only(request: Request) -> None:
+        """415 before FastAPI reads the body, unless it is JSON (the service's rule)."""
+        refusal = chat.service.refuse_content_type(request.headers.get("content-type"))
+        if refusal is not None:
+            raise Refused(refusal.status, refusal.text)
+
+    @app.post("/rooms/{room}/messages", status_code=201, dependencies=[Depends(json_only)])
+    async def post_message(room: str, post: Post, request: Request) -> Response:
+        address = peer_address(request.scope, chat.options.trusted_proxy)
+        return chat.posted(await chat.service.post_message(room, post, address))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError) -> Response:
+        """A body that is not a ``Post``: 400 and the first error, as on every server."""
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "body"
+        return chat.posted(chat.service.refuse_post(f"{where}: {first['msg']}"))
+
     @app.api_route("/", methods=HTTP_METHODS)
     async def page(request: Request) -> Response:
         return await chat.page(request)
@@ -106,4 +137,5 @@ def create_app(options: ServeOptions | None = None, broker: Broker | None = None
 
 async def start(options: ServeOptions, sock: socket.socket) -> StartedUvicorn:
     """Serve the chat on ``sock`` with uvicorn, through the course's ASGI host."""
-    return await start_chat_app(create_app(options), options, sock)
+    app = create_app(options)
+    return await start_chat_app(app, options, sock, app.state.chat.metrics)

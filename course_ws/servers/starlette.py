@@ -2,7 +2,8 @@
 
 The same endpoints and protocol as every chat server: ``/chat/{room}`` and
 ``/echo`` (``WebSocketRoute``), ``GET /``, ``GET /healthz`` and ``GET /metrics``
-(``Route``). The endpoints are :class:`~course_ws.servers._starlette_chat.StarletteChat`'s,
+(``Route``), and ``POST /rooms/{room}/messages`` to say a message into a room
+over HTTP. The endpoints are :class:`~course_ws.servers._starlette_chat.StarletteChat`'s,
 shared with the ``fastapi`` server; the chat itself is
 :class:`~course_ws.chat.service.ChatService`, as in the raw ``asgi`` server.
 
@@ -51,6 +52,7 @@ def create_app(options: ServeOptions | None = None, broker: Broker | None = None
             Route("/metrics", chat.prometheus),
             Route("/echo", chat.upgrade_required),
             Route("/chat/{room}", chat.upgrade_required),
+            Route("/rooms/{room}/messages", chat.post, methods=["POST"]),
         ],
         middleware=chat.middleware,
         exception_handlers=chat.exception_handlers,
@@ -62,4 +64,5 @@ def create_app(options: ServeOptions | None = None, broker: Broker | None = None
 
 async def start(options: ServeOptions, sock: socket.socket) -> StartedUvicorn:
     """Serve the chat on ``sock`` with uvicorn, through the course's ASGI host."""
-    return await start_chat_app(create_app(options), options, sock)
+    app = create_app(options)
+    return await start_chat_app(app, options, sock, app.state.chat.metrics)
