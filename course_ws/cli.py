@@ -83,10 +83,13 @@ def describe(entry: CatalogueEntry, host: str, port: int) -> str:
     base = f"{url_host(host)}:{port}"
     lines = [f"{entry.name} ({entry.stack}) listening on {base}"]
     for endpoint in entry.endpoints:
-        if endpoint.startswith("GET "):
-            lines.append(f"  http://{base}{endpoint.removeprefix('GET ')}")
+        method, _, path = endpoint.rpartition(" ")
+        if method == "GET":
+            lines.append(f"  http://{base}{path}")
+        elif method:
+            lines.append(f"  {method} http://{base}{path}")
         else:
-            lines.append(f"  ws://{base}{endpoint}")
+            lines.append(f"  ws://{base}{path}")
     lines.append("Press Ctrl+C to stop.")
     return "\n".join(lines)
 

@@ -38,6 +38,10 @@ class CatalogueEntry:
         return start
 
 
+CHAT_ENDPOINTS = ("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics")
+ASGI_CHAT_ENDPOINTS = (*CHAT_ENDPOINTS, "POST /rooms/{room}/messages")
+"""The chat's endpoints, and the HTTP one the ASGI servers add (chapter 04)."""
+
 CATALOGUE: dict[str, CatalogueEntry] = {
     entry.name: entry
     for entry in (
@@ -62,7 +66,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             stack="websockets",
             summary="the chat protocol in rooms, with history, resume, and a browser page",
             chapter="03",
-            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
+            endpoints=CHAT_ENDPOINTS,
             module="course_ws.servers.chat",
         ),
         CatalogueEntry(
@@ -70,7 +74,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             stack="raw ASGI 3 on uvicorn",
             summary="the same chat as a raw ASGI app: the websocket events by hand, no framework",
             chapter="04",
-            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
+            endpoints=ASGI_CHAT_ENDPOINTS,
             module="course_ws.servers.asgi",
         ),
         CatalogueEntry(
@@ -78,7 +82,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             stack="Starlette on uvicorn",
             summary="the same chat on Starlette 1.x: WebSocketRoute, lifespan, denial responses",
             chapter="04",
-            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
+            endpoints=ASGI_CHAT_ENDPOINTS,
             module="course_ws.servers.starlette",
         ),
         CatalogueEntry(
@@ -86,7 +90,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             stack="FastAPI on uvicorn",
             summary="the same chat on FastAPI: admission is a dependency, refusing before accept",
             chapter="04",
-            endpoints=("/echo", "/chat/{room}", "GET /", "GET /healthz", "GET /metrics"),
+            endpoints=ASGI_CHAT_ENDPOINTS,
             module="course_ws.servers.fastapi",
         ),
     )
