@@ -16,8 +16,12 @@ is shown where it helps:
   accept, FastAPI 0.165 (``fastapi/routing.py``, ``websocket_session``) hands it
   to the app's exception handlers like any HTTP error, and Starlette sends the
   handler's response as the WebSocket's HTTP refusal (``websocket.http.response``).
-  After accept that is no longer possible; a dependency would raise
-  ``WebSocketException(1008)`` instead, which closes the socket with 1008.
+  After accept that is no longer possible: a dependency that has accepted
+  raises ``WebSocketException(1008)``, which closes the socket with 1008.
+  Raised *before* accept, that exception (and FastAPI's own 1008 for a
+  parameter that fails validation) is a close before accept, which uvicorn
+  answers with a bare 403: the code and reason never reach the client
+  (``tests/test_fastapi_dependencies.py`` shows each case on the wire).
   The dependency gets the raw target rather than ``websocket.query_params``
   (decoded, last value wins): the service parses the query itself, so the
   rules stay in one place.
