@@ -13,8 +13,10 @@ what the command line accepts: ``Bytes`` takes ``64KiB``, ``Seconds`` takes
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Literal, TypeAlias, get_args
 
 
@@ -34,6 +36,13 @@ LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 WsImplementation: TypeAlias = Literal["websockets-sansio", "wsproto"]
 """uvicorn's WebSocket implementations that the course's ASGI host serves with."""
 WS_IMPLEMENTATIONS: tuple[WsImplementation, ...] = get_args(WsImplementation)
+
+
+def default_database() -> str:
+    """Where the ``channels`` server keeps its chat: ``$XDG_DATA_HOME/course-ws/chat.sqlite3``
+    (``~/.local/share/course-ws/chat.sqlite3`` when ``XDG_DATA_HOME`` is not set)."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(data_home) / "course-ws" / "chat.sqlite3")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +93,9 @@ class ServeOptions:
     trusted_proxy: tuple[str, ...] = ()
     """Address of a reverse proxy whose X-Forwarded-For names the real client (repeatable);
     limits per address then apply to that client, not to the proxy."""
+    database: str = default_database()
+    """SQLite file where the channels server keeps every chat message, so that a restart
+    loses nothing (created with its folder if missing)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
