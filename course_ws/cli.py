@@ -115,10 +115,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(usage_line("course-ws serve", str(exc)), end="", file=sys.stderr)
         return USAGE_ERROR
     logging.basicConfig(level=options.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    from course_ws.chat.brokers import BrokerUnavailable
+
     try:
         asyncio.run(serve_until_signalled(lookup(args.name), options))
     except BindError as exc:
         print(f"course-ws serve: error: {exc.strerror}", file=sys.stderr)
+        return 1
+    except BrokerUnavailable as exc:  # Redis down at start: not a bad argument, so status 1
+        print(f"course-ws serve: error: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal, TypeAlias, get_args
+from urllib.parse import urlsplit
 
 
 class Unit(Enum):
@@ -36,6 +37,8 @@ LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 WsImplementation: TypeAlias = Literal["websockets-sansio", "wsproto"]
 """uvicorn's WebSocket implementations that the course's ASGI host serves with."""
 WS_IMPLEMENTATIONS: tuple[WsImplementation, ...] = get_args(WsImplementation)
+BROKER_SCHEMES = ("memory", "redis")
+"""The brokers a chat server can use (:func:`course_ws.chat.brokers.open_broker`)."""
 
 
 def default_database() -> str:
@@ -96,6 +99,10 @@ class ServeOptions:
     database: str = default_database()
     """SQLite file where the channels server keeps every chat message, so that a restart
     loses nothing (created with its folder if missing)."""
+    broker: str = "memory://"
+    """Where the chat keeps ids and history and how events reach other processes:
+    ``memory://`` (this process only) or ``redis://HOST:PORT/DB`` (every process sharing
+    that Redis; it must answer at start)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -126,3 +133,19 @@ class ServeOptions:
             value = getattr(self, name)
             if not value > 0:  # also refuses NaN
                 raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+        self._check_broker()
+
+    def _check_broker(self) -> None:
+        if not isinstance(self.broker, str):
+            raise ValueError(f"broker must be a URL such as memory://, got {self.broker!r}")
+        try:
+            broker = urlsplit(self.broker)
+            broker.port  # noqa: B018 - reading it checks it
+        except ValueError as exc:
+            raise ValueError(f"broker {self.broker!r} is not a URL: {exc}") from None
+        if broker.scheme not in BROKER_SCHEMES:
+            known = ", ".join(f"{scheme}://" for scheme in BROKER_SCHEMES)
+            raise ValueError(f"broker must be one of {known}, got {self.broker!r}")
+        database = broker.path.strip("/")
+        if broker.scheme == "redis" and database and not database.isdigit():
+            raise ValueError(f"broker: a Redis database is a number (/0), got {self.broker!r}")

@@ -14,7 +14,8 @@ Server → client::
     {"type": "message", "id": N, "room": r, "user": u, "text": t, "ts": seconds}
     {"type": "join" | "leave", "room": r, "user": u}
     {"type": "error", "code": "bad_json" | "bad_message" | "too_long"
-                            | "rate_limited" | "unauthorized", "detail": "…"}
+                            | "rate_limited" | "unauthorized" | "unavailable",
+     "detail": "…"}
 
 ``members`` in the welcome lists the users of the connections already in the
 room (a user with two tabs appears twice); ``join``/``leave`` then keep that
@@ -54,6 +55,7 @@ class ErrorCode(StrEnum):
     TOO_LONG = "too_long"
     RATE_LIMITED = "rate_limited"
     UNAUTHORIZED = "unauthorized"
+    UNAVAILABLE = "unavailable"
 
 
 class ChatError(Exception):

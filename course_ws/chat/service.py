@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import Generic
 
 from course_ws.chat.admission import Admitted, Refusal, admit
-from course_ws.chat.brokers import Broker
+from course_ws.chat.brokers import Broker, BrokerUnavailable
 from course_ws.chat.metrics import ServerMetrics
 from course_ws.chat.protocol import (
     MAX_POST_BYTES,
     ROOM_PATTERN,
     ChatError,
+    ErrorCode,
     Message,
     Post,
     dumps,
@@ -46,6 +47,9 @@ from course_ws.options import ServeOptions
 JOIN_TIMEOUT = 10.0
 """Seconds a member may take to receive its welcome and replay; longer, it is too slow (1013)."""
 
+
+UNAVAILABLE = "the chat cannot store messages right now: nothing was said; try again shortly"
+"""Said (error event, or 503) when the broker is unreachable."""
 
 MESSAGES_PATH = re.compile(r"/rooms/([^/]*)/messages")
 
@@ -137,14 +141,19 @@ class ChatService(Generic[Connection]):
         """Join ``admitted.room`` for the ``async with`` block, then leave.
 
         Raises :class:`TimeoutError` if the welcome and replay take longer than
-        the join timeout (a client that does not read): close it with 1013.
+        the join timeout, or if the room said more meanwhile than the member's
+        catch-up buffer holds (a client that does not read fast enough): close
+        it with 1013.
         """
         bucket = self.addresses.opened(admitted.address)
         try:
-            async with asyncio.timeout(self.join_timeout):
-                await self.rooms.join(
-                    admitted.room, connection, admitted.user, admitted.since, send
-                )
+            try:
+                async with asyncio.timeout(self.join_timeout):
+                    await self.rooms.join(
+                        admitted.room, connection, admitted.user, admitted.since, send
+                    )
+            except OverflowError as exc:  # the CatchUp buffer overflowed
+                raise TimeoutError(str(exc)) from exc
             try:
                 yield MemberSession(admitted.room, admitted.user, bucket)
             finally:
@@ -156,7 +165,10 @@ class ChatService(Generic[Connection]):
         """Carry out one frame: publish it, or return the reply or close the adapter owes."""
         action = session.receive(frame)
         if isinstance(action, Publish):
-            await self.broker.publish_message(session.room, session.user, action.text)
+            try:
+                await self.broker.publish_message(session.room, session.user, action.text)
+            except BrokerUnavailable:  # nothing was stored: say so, keep the member
+                return Reply(ChatError(ErrorCode.UNAVAILABLE, UNAVAILABLE).event())
             self.metrics.messages_published.inc()
             return None
         if isinstance(action, Close):
@@ -203,7 +215,10 @@ class ChatService(Generic[Connection]):
             return self._refused(404, f"no chat room {room!r}: rooms are 1-64 of A-Z a-z 0-9 _ -")
         if not self.addresses.message(address):
             return self._refused(429, f"too many messages from {address}; slow down")
-        message = await self.broker.publish_message(room, post.user, post.text)
+        try:
+            message = await self.broker.publish_message(room, post.user, post.text)
+        except BrokerUnavailable:
+            return self._refused(503, UNAVAILABLE)
         self.metrics.messages_published.inc()
         return Posted(message)
 
