@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import isolated_data_home  # noqa: F401  (before anything imports course_ws)
 import pytest
 
 from course_ws.hosting.programs import find_program

@@ -16,8 +16,8 @@ from playwright.sync_api import Page, expect
 
 COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 WAIT = 15_000  # ms: the page's backoff tops out at 10 s
-CHAT_SERVERS = ["chat", "asgi", "starlette", "fastapi"]
-"""Every server of the catalogue that serves the chat page (chapter 05 adds ``channels``)."""
+CHAT_SERVERS = ["chat", "asgi", "starlette", "fastapi", "channels"]
+"""Every server of the catalogue that serves the chat page."""
 SCREENSHOTS = os.environ.get("COURSE_WS_SCREENSHOTS")  # a folder, to look at the pages
 
 

@@ -93,6 +93,14 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             endpoints=ASGI_CHAT_ENDPOINTS,
             module="course_ws.servers.fastapi",
         ),
+        CatalogueEntry(
+            name="channels",
+            stack="Django Channels on uvicorn",
+            summary="the same chat on Django Channels: consumers, groups, messages kept in SQLite",
+            chapter="05",
+            endpoints=ASGI_CHAT_ENDPOINTS,
+            module="course_ws.servers.channels",
+        ),
     )
 }
 

@@ -1,0 +1,86 @@
+"""The chat of one ``channels`` server: one :class:`ChatService` over the database and the layer.
+
+Every consumer and view of a server gets the same :class:`ChannelsChat`
+(consumers through ``as_asgi(chat=...)``, views through the request's scope):
+admission, member sessions, rooms, limits and metrics are the chat core's
+(:mod:`course_ws.chat`), as on every other server. What is Channels' here:
+
+- the **store** is the database (:class:`~.store.DjangoStore`), migrated at
+  startup (:meth:`ChannelsChat.start`) in the store's thread, never on the
+  event loop;
+- the **bus** is the channel layer's groups (:class:`~.bus.ChannelLayerBus`),
+  on a layer of this server's own, made from ``CHANNEL_LAYERS["default"]``:
+  an in-memory layer belongs to one event loop, and two servers in one
+  process (a notebook, the tests) must not share one;
+- when the bus finds messages lost, the room's local members are closed with
+  **1012** (:meth:`ChannelsChat.resume_room`): they reconnect with
+  ``?since=`` and the store gives them what they missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from channels import DEFAULT_CHANNEL_LAYER  # type: ignore[import-untyped]
+from channels.layers import channel_layers  # type: ignore[import-untyped]
+from django.core.management import call_command  # type: ignore[import-untyped]
+
+from course_ws.chat.brokers import Broker
+from course_ws.chat.metrics import ServerMetrics
+from course_ws.chat.service import ChatService
+from course_ws.options import ServeOptions
+from course_ws.servers._asgi_chat import Member, OutboxFanout
+from course_ws.servers._channels.bus import ChannelLayerBus
+from course_ws.servers._channels.store import DjangoStore
+
+logger = logging.getLogger("course_ws.servers.channels")
+
+_migrating = threading.Lock()
+"""Two servers of one process starting together must not both create the tables."""
+
+
+def migrate() -> None:
+    """Apply every migration (the chat's, and those of auth, contenttypes, sessions). Sync code."""
+    with _migrating:
+        call_command("migrate", interactive=False, verbosity=0)
+
+
+class ChannelsChat:
+    """The chat service of one ``channels`` server, and what its consumers and views share."""
+
+    def __init__(self, options: ServeOptions, layer: Any | None = None) -> None:
+        self.options = options
+        self.metrics = ServerMetrics()
+        self.fanout = OutboxFanout(self.metrics)
+        self.layer = (
+            layer if layer is not None else channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        )
+        self.store = DjangoStore(options.history_size, options.history_bytes)
+        self.bus = ChannelLayerBus(self.layer, on_gap=self.resume_room)
+        self.service: ChatService[Member] = ChatService(
+            Broker(self.store, self.bus), self.fanout, options, self.metrics
+        )
+        self.restarts: dict[Member, Callable[[], object]] = {}
+        """How to close each live member with 1012, by its outbox (the consumers register)."""
+
+    async def start(self) -> None:
+        """Migrate the database (in the store's thread) and load the history gauges."""
+        await self.store.run(migrate)
+        await self.store.load()
+
+    def resume_room(self, room: str) -> None:
+        """Close every local member of ``room`` with 1012: messages were lost on the bus."""
+        local = self.service.rooms.rooms.get(room)
+        members = list(local.members) if local is not None else []
+        logger.warning("closing %d members of %s with 1012 to resume", len(members), room)
+        for member in members:
+            restart = self.restarts.get(member)
+            if restart is not None:
+                restart()
+
+    async def aclose(self) -> None:
+        """Close the bus and the store (after the host closed every WebSocket)."""
+        await self.service.aclose()
