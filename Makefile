@@ -64,6 +64,6 @@ notebooks: $(DEV_STAMP)
 # Full benchmark runs; their reports are committed in benchmarks/ (about 10 minutes).
 bench: $(LAB_STAMP)
 	@mkdir -p benchmarks
-	for name in mask transports memory fanout echo; do \
+	for name in mask transports memory fanout echo asgi; do \
 		$(BIN)/course-ws bench $$name | tee benchmarks/$$name.txt || exit 1; \
 	done

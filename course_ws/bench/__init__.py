@@ -38,6 +38,8 @@ BENCHMARKS: dict[str, str] = {
     "fanout": "one message to 1,000 and 10,000 clients: strategies and the chat server",
     "memory": "server memory per idle connection, default and tuned settings",
     "echo": "echo round trips/s and server CPU: bare websockets vs the course's servers",
+    "asgi": "the asgi, starlette and fastapi servers vs their bare frameworks and chat: "
+    "echo rate, fan-out",
 }
 """Every benchmark by module name, with what it measures."""
 
