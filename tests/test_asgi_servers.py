@@ -14,7 +14,9 @@ framework adds is tested in ``test_starlette_server.py`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 
 import pytest
 from websockets.asyncio.client import connect
@@ -166,3 +168,38 @@ async def test_every_asgi_server_runs_on_wsproto_too(name: str) -> None:
             assert client.websocket.close_code == 1001
     finally:
         server.stop()
+
+
+async def test_an_echo_client_that_does_not_read_is_dropped_after_the_send_timeout(
+    name: str,
+) -> None:
+    """The echo's replies stall; one timer per connection (not one per message) drops it:
+    counted as 1013, the TCP connection gone within send + close timeout."""
+    options = {"send_timeout": 0.5, "close_timeout": 0.5, **FAST}
+    with serve_in_background(name, **options) as server:
+        async with connect(f"{server.url}/echo", max_queue=1, max_size=None) as websocket:
+            websocket.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+            )
+
+            async def send_without_reading() -> None:
+                for _ in range(2_000):  # 128 MB at most: bounded, never reached
+                    await websocket.send(b"x" * 65536)
+
+            sending = asyncio.create_task(send_without_reading())
+            try:
+                await wait_until(
+                    lambda: (
+                        metrics(server).get('course_ws_members_dropped_total{code="1013"}', 0) == 1
+                    ),
+                    within=10,
+                    what="the echo dropping its client with 1013",
+                )
+                dropped_at = asyncio.get_running_loop().time()
+                await wait_dropped(websocket, within=0.5 + 1.0)
+                assert asyncio.get_running_loop().time() - dropped_at < 1.5
+            finally:
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sending
+        nothing_escaped(server)

@@ -42,7 +42,11 @@ def tcp_established(websocket: ClientConnection) -> bool:
     ESTABLISHED. Linux only (``TCP_INFO``).
     """
     sock = websocket.transport.get_extra_info("socket")
-    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]) == TCP_ESTABLISHED
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+    except OSError:  # the client has closed its socket already (it saw the reset)
+        return False
+    return int(state) == TCP_ESTABLISHED
 
 
 async def wait_dropped(websocket: ClientConnection, *, within: float) -> float:

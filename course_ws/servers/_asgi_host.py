@@ -51,7 +51,12 @@ from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
+from websockets.exceptions import (
+    HeaderLineTooLong,
+    InvalidState,
+    RequestLineTooLong,
+    TooManyHeaders,
+)
 from websockets.frames import Frame
 from websockets.http11 import Request as WebsocketsRequest
 
@@ -94,10 +99,50 @@ class ConnectionClosedByHost(OSError):
 class HostedConnection:
     """What the host lets an app do to its own connection beyond ASGI: abort it, await its end."""
 
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
+    def __init__(
+        self,
+        transport: asyncio.BaseTransport,
+        write_now: Callable[[str | bytes], bool] = lambda message: False,
+    ) -> None:
         self._transport = transport
+        self._write_now = write_now
         self._lost = asyncio.Event()
         self._on_lost: list[Callable[[], object]] = []
+        self._stall: tuple[float, Callable[[], object]] | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
+
+    def try_send(self, message: str | bytes) -> bool:
+        """Write one message now, if nothing stands in the way; ``False`` if it was not written.
+
+        What uvicorn's ``send`` would do for ``websocket.send``, without the
+        ``await``: it writes only while the connection is open, the handshake
+        done, no close sent and the transport not paused (``writable`` set), so
+        it never writes past the transport's high-water mark. A ``False`` says
+        "use ``send``": it is never an error. This is what lets a room's
+        fan-out write to 1,000 idle members without waking 1,000 tasks
+        (:class:`~course_ws.fanout.outbox.Outbox`'s ``write_now``).
+        """
+        return not self._lost.is_set() and self._write_now(message)
+
+    def on_send_stalled(self, timeout: float, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once the transport has been paused for ``timeout`` seconds.
+
+        The transport pauses when its buffer is over the high-water mark (the
+        peer is not reading) and resumes when it drains; each pause starts the
+        timer, each resume cancels it. One timer per connection, not one
+        ``asyncio.timeout`` per message: those cost 4 µs a message.
+        """
+        self._stall = (timeout, callback)
+
+    def _paused(self) -> None:
+        if self._stall is not None and self._stall_timer is None and not self._lost.is_set():
+            timeout, callback = self._stall
+            self._stall_timer = asyncio.get_running_loop().call_later(timeout, callback)
+
+    def _resumed(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     @property
     def closed(self) -> bool:
@@ -139,6 +184,7 @@ class HostedConnection:
 
     def _connection_lost(self) -> None:
         self._lost.set()
+        self._resumed()
         callbacks, self._on_lost = self._on_lost, []
         for callback in callbacks:
             callback()
@@ -159,8 +205,22 @@ class _HostedWebSocket(asyncio.Protocol):
     refused: Callable[[int], None] = staticmethod(_not_counted)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.hosted = HostedConnection(transport)
+        self.hosted = HostedConnection(transport, self._write_now)
         super().connection_made(transport)
+
+    def _write_now(self, message: str | bytes) -> bool:
+        """Write a ``websocket.send`` now if the protocol can without waiting (each one says)."""
+        return False
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.hosted is not None:
+            self.hosted._paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.hosted is not None:
+            self.hosted._resumed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
@@ -203,6 +263,27 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
             # uvicorn 0.54 sends the refusal but never marks the handshake as done, so it
             # logs "ASGI callable returned without completing handshake" after each one.
             self.handshake_complete = True
+
+    def _write_now(self, message: str | bytes) -> bool:
+        # The conditions of WebSocketsSansIOProtocol.send for "websocket.send", never waiting.
+        if (
+            self.disconnected
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        try:
+            if isinstance(message, str):
+                self.conn.send_text(message.encode())
+            else:
+                self.conn.send_binary(message)
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def handle_cont(self, event: Frame) -> None:
         if self.close_sent:
@@ -259,7 +340,7 @@ def _protocol_class(ws: str) -> type[asyncio.Protocol]:
     except ImportError as exc:  # wsproto is not a dependency of uvicorn[standard]
         raise RuntimeError("ws='wsproto' needs the wsproto package: pip install wsproto") from exc
 
-    from wsproto.events import RejectConnection
+    from wsproto.events import BytesMessage, RejectConnection, TextMessage
     from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
     class _WsprotoWebSocket(_HostedWebSocket, WSProtocol):
@@ -274,6 +355,29 @@ def _protocol_class(ws: str) -> type[asyncio.Protocol]:
         fragments), and the request head is bounded before it gets here
         (:mod:`course_ws.servers._bounded_http`).
         """
+
+        def _write_now(self, message: str | bytes) -> bool:
+            # The conditions of WSProtocol.send for "websocket.send", never waiting.
+            if (
+                self.disconnected
+                or not self.handshake_complete
+                or self.close_sent
+                or self.response_started
+                or not self.writable.is_set()
+                or self.transport.is_closing()
+            ):
+                return False
+            try:
+                event = (
+                    TextMessage(data=message)
+                    if isinstance(message, str)
+                    else BytesMessage(data=message)
+                )
+                output = self.conn.send(event)
+            except LocalProtocolError:
+                return False
+            self.transport.write(output)
+            return True
 
         def data_received(self, data: bytes) -> None:
             try:
@@ -375,6 +479,7 @@ def asgi_outbox(scope: Scope, send: Send, **limits: Any) -> Outbox[str | bytes]:
     abort: Callable[[], object]
     if connection is not None:
         abort = connection.abort
+        limits.setdefault("write_now", connection.try_send)
     else:
         app_task = asyncio.current_task()
         abort = app_task.cancel if app_task is not None else (lambda: None)

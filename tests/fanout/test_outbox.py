@@ -275,3 +275,38 @@ async def test_limits_are_checked() -> None:
         peer.outbox(max_messages=0)
     with pytest.raises(ValueError, match="close_timeout"):
         Outbox(peer.send, close=peer.close, abort=peer.abort, close_timeout=0)
+
+
+async def test_write_now_is_used_while_nothing_waits_and_order_is_kept() -> None:
+    """The fast path writes at once while the queue is empty; once it says no, the queue
+    takes over, and nothing is written now again until the queue has drained."""
+    peer = FakePeer(reading=False)
+    written_now: list[str | bytes] = []
+    can_write_now = True
+
+    def write_now(message: str | bytes) -> bool:
+        if can_write_now:
+            written_now.append(message)
+        return can_write_now
+
+    outbox = Outbox(
+        peer.send,
+        close=peer.close,
+        abort=peer.abort,
+        close_timeout=CLOSE_TIMEOUT,
+        write_now=write_now,
+    )
+    async with outbox:
+        assert outbox.offer("a")
+        assert outbox.offer("b")
+        assert (written_now, outbox.backlog_messages) == (["a", "b"], 0)
+        can_write_now = False  # the transport paused
+        assert outbox.offer("c")
+        can_write_now = True  # it resumed, but "c" waits: "d" must not overtake it
+        assert outbox.offer("d")
+        assert written_now == ["a", "b"]
+        assert outbox.backlog_messages == 2
+        peer.reading.set()
+        await wait_for(lambda: len(peer.sent) == 2)
+        assert outbox.offer("e")  # drained: the fast path again
+    assert (written_now, peer.sent) == (["a", "b", "e"], ["c", "d"])
