@@ -149,6 +149,11 @@ class HostedConnection:
         """Whether the TCP connection is over."""
         return self._lost.is_set()
 
+    @property
+    def closing(self) -> bool:
+        """Whether the transport is closing or gone: nothing written now would arrive."""
+        return self._lost.is_set() or self._transport.is_closing()
+
     def abort(self) -> None:
         """End the TCP connection now, unsent data dropped: the peer sees a reset. Idempotent.
 
@@ -517,6 +522,10 @@ class _Tracked:
             if kind == "websocket.close":
                 return  # what the app asks for is done already
             raise ConnectionClosedByHost(f"{SHUTTING_DOWN}: the server closed this WebSocket")
+        if kind == "websocket.send" and self.hosted is not None and self.hosted.closing:
+            # uvicorn would still write to a transport whose last write failed, and
+            # asyncio logs "socket.send() raised exception." for each such write.
+            raise ConnectionResetError("the connection is closing: the client is gone")
         if kind == "websocket.close" or (
             kind == "websocket.http.response.body" and not message.get("more_body", False)
         ):
