@@ -259,20 +259,25 @@ class FanoutClock:
 
     ``said`` is when the app's ``receive`` returned the publisher's last frame;
     ``last_send`` when the last ``send`` of any connection returned (uvicorn's
-    ``send`` returns once the frame is handed to the transport). With one
-    message in flight and nothing else sent meanwhile, their difference is the
-    fan-out time of that message. The cost: one more ``await`` per send.
+    ``send`` returns once the frame is handed to the transport); ``handled``
+    when the publisher's handler next asked for a frame. Members that keep up
+    are written to synchronously, inside the publisher's handling of its frame
+    (the outbox's ``write_now``), without any ASGI ``send``: those writes are
+    done by ``handled``. With one message in flight and nothing else sent
+    meanwhile, the later of the two, minus ``said``, is the fan-out time of that
+    message. The cost: one more ``await`` per send.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.said = 0.0
         self.last_send = 0.0
+        self.handled = 0.0
 
     @property
     def fanout_time(self) -> float:
-        """Seconds from the last ``say`` received to the last send done after it."""
-        return self.last_send - self.said
+        """Seconds from the last ``say`` received to the last write to a member after it."""
+        return max(self.last_send, self.handled) - self.said
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -280,6 +285,7 @@ class FanoutClock:
             return
 
         async def timed_receive() -> Message:
+            self.handled = time.perf_counter()
             message = await receive()
             if message["type"] == "websocket.receive":
                 self.said = time.perf_counter()
