@@ -372,6 +372,66 @@ async def serve_member(
         await run_member(service, fanout, admitted, outbox, frames(receive), send_text, close)
 
 
+class SendDeadline:
+    """Sends for one connection; one that stays blocked ``send_timeout`` s ends it with 1013.
+
+    The 1013 close is aborted after ``close_timeout``, which makes the blocked
+    send raise (an :class:`OSError`). On the course's host the deadline is one
+    timer per connection, started when the transport pauses
+    (:meth:`~course_ws.servers._asgi_host.HostedConnection.on_send_stalled`);
+    elsewhere each send gets its own ``asyncio.timeout``, which costs about
+    4 µs a message (a quarter of an echo's own cost on uvicorn).
+    """
+
+    def __init__(
+        self, scope: Scope, send: Send, metrics: ServerMetrics, options: ServeOptions
+    ) -> None:
+        self.scope = scope
+        self._send = send
+        self.metrics = metrics
+        self.options = options
+        self.hosted = hosted_connection(scope)
+        self._dropping: asyncio.Task[None] | None = None
+        if self.hosted is not None:
+            self.hosted.on_send_stalled(options.send_timeout, self._drop)
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the deadline passed and the connection is being closed."""
+        return self._dropping is not None
+
+    def _drop(self) -> None:
+        if self._dropping is not None:
+            return
+        self.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
+        self._dropping = asyncio.ensure_future(
+            close_for_certain(
+                self.scope,
+                self._send,
+                CloseCode.TRY_AGAIN_LATER,
+                NOT_READING,
+                self.options.close_timeout,
+            )
+        )
+
+    async def send(self, message: Message) -> None:
+        """Send ``message``; raises :class:`OSError` if the client is gone (or was dropped)."""
+        if self.hosted is not None:
+            await self._send(message)  # a stall drops the connection, and this raises
+            return
+        try:
+            async with asyncio.timeout(self.options.send_timeout):
+                await self._send(message)
+        except TimeoutError:
+            self._drop()
+            raise ConnectionAbortedError(NOT_READING) from None
+
+    async def aclose(self) -> None:
+        """Wait for a 1013 close under way (``close_timeout`` at most)."""
+        if self._dropping is not None:
+            await self._dropping
+
+
 async def serve_echo(
     scope: Scope,
     receive: Receive,
@@ -382,44 +442,19 @@ async def serve_echo(
     """Send every message back as it came; 1013 for a client that does not read them.
 
     Replies blocked for ``options.send_timeout`` close the client with 1013,
-    aborted after ``options.close_timeout``. On the course's host the deadline
-    is one timer per connection, started when the transport pauses
-    (:meth:`~course_ws.servers._asgi_host.HostedConnection.on_send_stalled`);
-    elsewhere each reply gets its own ``asyncio.timeout``, which costs about
-    4 µs a message (a quarter of the echo's own cost on uvicorn).
+    aborted after ``options.close_timeout`` (:class:`SendDeadline`).
     """
-    hosted = hosted_connection(scope)
-    dropping: list[asyncio.Task[None]] = []
-
-    def drop() -> None:
-        if dropping:
-            return
-        metrics.dropped(CloseCode.TRY_AGAIN_LATER)
-        closing = close_for_certain(
-            scope, send, CloseCode.TRY_AGAIN_LATER, NOT_READING, options.close_timeout
-        )
-        dropping.append(asyncio.ensure_future(closing))
-
-    if hosted is not None:
-        hosted.on_send_stalled(options.send_timeout, drop)
+    deadline = SendDeadline(scope, send, metrics, options)
     try:
         async for frame in frames(receive):
             reply: dict[str, Any] = {"type": "websocket.send"}
             reply["text" if isinstance(frame, str) else "bytes"] = frame
-            if hosted is not None:
-                await send(reply)  # a stall ends the connection, and this send raises
-                continue
-            try:
-                async with asyncio.timeout(options.send_timeout):
-                    await send(reply)
-            except TimeoutError:
-                drop()
-                break
+            await deadline.send(reply)
     except OSError as exc:  # ASGI 2.4: a send after the disconnect raises
-        logger.info("echo client %s left abruptly: %r", scope.get("client"), exc)
+        if not deadline.dropped:
+            logger.info("echo client %s left abruptly: %r", scope.get("client"), exc)
     finally:
-        if dropping:
-            await dropping[0]
+        await deadline.aclose()
 
 
 async def start_chat_app(

@@ -47,8 +47,8 @@ from course_ws.chat.admission import Refusal
 from course_ws.chat.session import Close, CloseCode, MemberSession, Reply
 from course_ws.rfc6455.constants import CloseCode as WireCloseCode
 from course_ws.servers._asgi_chat import (
-    NOT_READING,
     Member,
+    SendDeadline,
     cap_send_buffer,
     close_for_certain,
     peer_address,
@@ -174,10 +174,11 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 class EchoConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """``/echo``: every message back as it came; 1013 for a client that does not read them.
 
-    :func:`~course_ws.servers._asgi_chat.serve_echo` owns its receive loop,
-    which a consumer does not (Channels calls ``receive`` per frame), so the
-    one step of that loop is written here: a reply blocked for
+    The same deadline as every ASGI server's echo
+    (:class:`~course_ws.servers._asgi_chat.SendDeadline`): a reply blocked for
     ``--send-timeout`` closes with 1013, aborted after ``--close-timeout``.
+    Channels calls ``receive`` once per frame, so the deadline is made at
+    ``connect`` and each reply goes through it.
     """
 
     channel_layer_alias = None
@@ -186,6 +187,7 @@ class EchoConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         super().__init__()
         self.chat = chat
         self.counted = False
+        self.deadline: SendDeadline | None = None
 
     async def connect(self) -> None:
         """Accept, and count the connection."""
@@ -195,6 +197,9 @@ class EchoConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             raise StopConsumer from None
         self.chat.metrics.connections.inc()
         self.counted = True
+        self.deadline = SendDeadline(
+            self.scope, self.base_send, self.chat.metrics, self.chat.options
+        )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Send the frame back within the send timeout."""
@@ -203,24 +208,17 @@ class EchoConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             reply["text"] = text_data
         else:
             reply["bytes"] = bytes_data or b""
-        options = self.chat.options
+        assert self.deadline is not None
         try:
-            async with asyncio.timeout(options.send_timeout):
-                await self.base_send(reply)
-        except TimeoutError:
-            self.chat.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
-            await close_for_certain(
-                self.scope,
-                self.base_send,
-                CloseCode.TRY_AGAIN_LATER,
-                NOT_READING,
-                options.close_timeout,
-            )
+            await self.deadline.send(reply)
         except OSError as exc:  # ASGI 2.4: the client is gone; the disconnect follows
-            logger.info("echo client %s left abruptly: %r", self.scope.get("client"), exc)
+            if not self.deadline.dropped:
+                logger.info("echo client %s left abruptly: %r", self.scope.get("client"), exc)
 
     async def disconnect(self, code: int) -> None:
-        """Uncount the connection."""
+        """Uncount the connection, after a 1013 close under way has finished."""
+        if self.deadline is not None:
+            await self.deadline.aclose()
         if self.counted:
             self.counted = False
             self.chat.metrics.connections.dec()
