@@ -28,6 +28,7 @@ LAYERS = {
     "course_ws.clients": 6,
     "course_ws.bench": 6,
     "course_ws.lab": 6,
+    "course_ws.load": 6,
     "course_ws.tooling": 6,
     "course_ws.cli": 6,
     "course_ws.__main__": 6,

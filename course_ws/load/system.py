@@ -1,0 +1,80 @@
+"""What the operating system allows, and what the server process costs (Linux, from /proc).
+
+Every connection is an open file on both sides. A shell's default soft limit
+(``ulimit -n``) is often 1,024, which is why load tests written in a hurry stop
+near a thousand connections with "Too many open files" (``EMFILE``). A process
+may raise its own soft limit up to its hard limit without privileges, which
+:func:`raise_open_files_limit` does for the load generator; the server's limit
+is set where it is started (:data:`SERVER_LIMIT_HINT`).
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_LIMIT_HINT = (
+    "the server needs one open file per connection: raise its limit where it starts, "
+    "`ulimit -n 65536` in its shell (up to the hard limit, `ulimit -Hn`), "
+    "or LimitNOFILE=65536 in its systemd unit"
+)
+
+
+@dataclass(frozen=True)
+class OpenFilesLimit:
+    """This process's ``RLIMIT_NOFILE``: its soft limit before and after raising, and the hard."""
+
+    before: int
+    soft: int
+    hard: int
+
+    def __str__(self) -> str:
+        if self.before == self.soft:
+            return f"open files: soft limit {self.soft:,} (already the hard limit)"
+        return (
+            f"open files: soft limit raised from {self.before:,} to {self.soft:,} (the hard limit)"
+        )
+
+
+def raise_open_files_limit() -> OpenFilesLimit:
+    """Raise this process's soft limit of open files to the hard limit; children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return OpenFilesLimit(soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server's worker processes), from /proc."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # the task ended meanwhile
+            continue
+        for child in children:
+            found.extend(process_tree(int(child)))
+    return found
+
+
+def resident_bytes(pids: list[int]) -> int:
+    """The resident memory (RSS) of ``pids`` together, in bytes (their shared pages count
+    once per process, as ``ps`` counts them)."""
+    total = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total += int(found[1]) * 1024 if found else 0
+    return total
+
+
+def open_files_soft_limit(pid: int) -> int | None:
+    """Process ``pid``'s soft limit of open files (``None``: unlimited or unreadable)."""
+    try:
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^Max open files\s+(\d+)", limits, re.MULTILINE)
+    return int(found[1]) if found else None
