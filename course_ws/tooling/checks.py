@@ -134,7 +134,14 @@ def check(
     with tempfile.TemporaryDirectory(prefix="course-ws-check-") as tmp:
         report_path = Path(tmp) / "report.jsonl"
         report_path.touch()
-        env = {**os.environ, REPORT_ENV: str(report_path), ROOT_ENV: str(exercise.root)}
+        env = {
+            **os.environ,
+            REPORT_ENV: str(report_path),
+            ROOT_ENV: str(exercise.root),
+            # A check's servers keep their data (the channels server's database) in
+            # this run's own folder, never in the learner's.
+            "XDG_DATA_HOME": str(Path(tmp) / "data"),
+        }
         command = [
             sys.executable,
             "-m",
