@@ -16,8 +16,11 @@ What Channels changes, and what stays the chat core's:
   room, so a restarted server replays what came before it with the same ids.
   Migrations run at startup, in a thread.
 - **The channel layer is the bus** (:mod:`~course_ws.servers._channels.bus`):
-  one group per room, one subscription per process; a gap in the ids closes
-  the room's members with 1012 so that they resume from the store.
+  one group per room, one subscription per process, on the in-memory layer or,
+  with ``--broker redis://…``, ``channels_redis``' ``RedisChannelLayer``.
+  Messages it loses or delivers out of order are filled from the store by id;
+  only a gap the store no longer has closes the room's members with 1012, so
+  that they resume.
 - **Consumers are event-driven** (:mod:`~course_ws.servers._channels.consumers`):
   ``connect`` admits (refusing before accept with a real HTTP status) and joins,
   ``receive`` handles a frame, ``disconnect`` leaves.

@@ -9,12 +9,18 @@ admission, member sessions, rooms, limits and metrics are the chat core's
   startup (:meth:`ChannelsChat.start`) in the store's thread, never on the
   event loop;
 - the **bus** is the channel layer's groups (:class:`~.bus.ChannelLayerBus`),
-  on a layer of this server's own, made from ``CHANNEL_LAYERS["default"]``:
-  an in-memory layer belongs to one event loop, and two servers in one
-  process (a notebook, the tests) must not share one;
-- when the bus finds messages lost, the room's local members are closed with
+  on a layer of this server's own: with ``--broker memory://``, made from
+  ``CHANNEL_LAYERS["default"]`` (an in-memory layer belongs to one event
+  loop, and two servers in one process — a notebook, the tests — must not
+  share one); with ``--broker redis://HOST:PORT/DB``, a ``channels_redis``
+  ``RedisChannelLayer`` on that Redis (:func:`.settings.make_layer`: Django's
+  settings are the process's, the broker is the server's), checked at
+  startup: an unreachable Redis raises
+  :class:`~course_ws.chat.brokers.BrokerUnavailable` before the server listens;
+- the bus fills what the layer lost or brought late from the store, by id;
+  when the store no longer has it, the room's local members are closed with
   **1012** (:meth:`ChannelsChat.resume_room`): they reconnect with
-  ``?since=`` and the store gives them what they missed.
+  ``?since=`` and the store gives them what it has.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels import DEFAULT_CHANNEL_LAYER  # type: ignore[import-untyped]
 from channels.layers import channel_layers  # type: ignore[import-untyped]
@@ -34,6 +41,7 @@ from course_ws.chat.service import ChatService
 from course_ws.options import ServeOptions
 from course_ws.servers._asgi_chat import Member, OutboxFanout
 from course_ws.servers._channels.bus import ChannelLayerBus
+from course_ws.servers._channels.settings import check_broker, make_layer
 from course_ws.servers._channels.store import DjangoStore
 
 logger = logging.getLogger("course_ws.servers.channels")
@@ -48,6 +56,19 @@ def migrate() -> None:
         call_command("migrate", interactive=False, verbosity=0)
 
 
+def channel_layer_for(broker: str) -> Any:
+    """A new channel layer for a server with ``--broker broker``.
+
+    ``memory://``: from ``CHANNEL_LAYERS["default"]``; ``redis://``: checked
+    first (blocking, two seconds at most; ``BrokerUnavailable`` if Redis
+    does not answer), then ``channels_redis``' layer on it.
+    """
+    if urlsplit(broker).scheme == "memory":
+        return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    check_broker(broker)
+    return make_layer(broker)
+
+
 class ChannelsChat:
     """The chat service of one ``channels`` server, and what its consumers and views share."""
 
@@ -55,11 +76,10 @@ class ChannelsChat:
         self.options = options
         self.metrics = ServerMetrics()
         self.fanout = OutboxFanout(self.metrics)
-        self.layer = (
-            layer if layer is not None else channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
-        )
+        self.owns_layer = layer is None
+        self.layer = layer if layer is not None else channel_layer_for(options.broker)
         self.store = DjangoStore(options.history_size, options.history_bytes)
-        self.bus = ChannelLayerBus(self.layer, on_gap=self.resume_room)
+        self.bus = ChannelLayerBus(self.layer, on_gap=self.resume_room, store=self.store)
         self.service: ChatService[Member] = ChatService(
             Broker(self.store, self.bus), self.fanout, options, self.metrics
         )
@@ -82,5 +102,9 @@ class ChannelsChat:
                 restart()
 
     async def aclose(self) -> None:
-        """Close the bus and the store (after the host closed every WebSocket)."""
+        """Close the bus and the store (after the host closed every WebSocket), and the
+        layer's connections if the layer is this server's own."""
         await self.service.aclose()
+        close_pools = getattr(self.layer, "close_pools", None)  # channels_redis' layer
+        if self.owns_layer and close_pools is not None:
+            await close_pools()
