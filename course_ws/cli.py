@@ -2,8 +2,10 @@
 
     course-ws list                    the server catalogue
     course-ws serve echo --port 0     run a server until Ctrl+C
+    course-ws deploy local chat       Redis, 2 workers and nginx in front, until Ctrl+C
     course-ws check shout             check an exercise
     course-ws bench mask --quick      measure something (mask, transports, fanout, memory)
+    course-ws load ws://127.0.0.1:8000 --clients 1000 --rate 200   load-test a chat server
     course-ws doctor                  is everything installed?
 
 A bad argument gets one line on stderr and exit status 2, never a traceback.
@@ -17,13 +19,20 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from course_ws.bench import BENCHMARKS
 from course_ws.hosting.catalogue import CATALOGUE, CatalogueEntry, lookup
-from course_ws.hosting.flags import add_option_flags, options_from_args
+from course_ws.hosting.flags import (
+    add_option_flags,
+    in_flag_words,
+    options_from_args,
+    parse_duration,
+)
 from course_ws.hosting.listening import BindError, bind_listener, socket_address, url_host
 from course_ws.hosting.logs import LOG_FORMAT
+from course_ws.load import plan as load_plan
 from course_ws.options import ServeOptions
 
 USAGE_ERROR = 2
@@ -66,6 +75,14 @@ def build_parser() -> OneLineParser:
     serve.add_argument("name", type=server_name, help="a server from `course-ws list`")
     add_option_flags(serve, SERVE_DEFAULTS)
 
+    deploy = commands.add_parser(
+        "deploy", help="run Redis, N workers and nginx on free loopback ports until Ctrl+C"
+    )
+    deploy.add_argument("where", choices=["local"], help="local: this machine, loopback only")
+    deploy.add_argument("name", type=server_name, help="a server from `course-ws list`")
+    deploy.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    deploy.add_argument("--port", type=int, default=0, help="nginx's port (default: 0, a free one)")
+
     check = commands.add_parser("check", help="check an exercise")
     check.add_argument("exercise", help="the exercise's name, e.g. shout")
     check.add_argument("--solutions", action="store_true", help="check the model solution")
@@ -75,10 +92,76 @@ def build_parser() -> OneLineParser:
     bench = commands.add_parser("bench", help="run a benchmark and print its report")
     bench.add_argument("benchmark", choices=BENCHMARKS, help="; ".join(BENCHMARKS.values()))
     bench.add_argument("--quick", action="store_true", help="seconds instead of a full run")
+    add_load_parser(commands)
     return parser
 
 
-def describe(entry: CatalogueEntry, host: str, port: int) -> str:
+def process_id(text: str) -> int:
+    """The id of a running process."""
+    if not text.isdigit() or not Path(f"/proc/{text}").is_dir():
+        raise argparse.ArgumentTypeError(f"no running process with id {text!r}")
+    return int(text)
+
+
+def add_load_parser(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    """``course-ws load``: its arguments, each bounded by :mod:`course_ws.load.plan`."""
+    load = commands.add_parser(
+        "load",
+        help="load-test a chat server on this machine",
+        description="Open chat clients from several processes and loopback addresses, have "
+        "them talk, and report connect times, delivery latency, messages lost or duplicated "
+        "(by id), close codes and the server's memory per connection. Loopback only. "
+        "Exit status 1 if a message was lost or duplicated.",
+    )
+    load.add_argument("url", help="the server's base URL: ws://127.0.0.1:PORT (loopback only)")
+    load.add_argument(
+        "--clients", type=int, default=100, help=f"chat members, 1-{load_plan.MAX_CLIENTS:,}"
+    )
+    load.add_argument("--rooms", type=int, default=10, help="rooms the members spread over")
+    load.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help=f"messages per second, all senders together (at most {load_plan.MAX_RATE:g})",
+    )
+    load.add_argument(
+        "--duration",
+        type=parse_duration,
+        default=5.0,
+        help=f"how long to send: 10, 10s, 500ms (at most {load_plan.MAX_DURATION:g} s)",
+    )
+    load.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help=f"client processes (at most {load_plan.MAX_PROCESSES})",
+    )
+    load.add_argument(
+        "--addresses",
+        type=int,
+        help=f"source addresses 127.0.0.2, ... (default: one per "
+        f"{load_plan.CLIENTS_PER_ADDRESS} clients, at least 2; at most "
+        f"{load_plan.MAX_SOURCE_ADDRESSES})",
+    )
+    load.add_argument(
+        "--connect-timeout",
+        type=parse_duration,
+        default=60.0,
+        help=f"deadline for opening every client (at most {load_plan.MAX_CONNECT_TIMEOUT:g} s)",
+    )
+    load.add_argument(
+        "--server-pid",
+        type=process_id,
+        action="append",
+        default=[],
+        help="the server's process id, for its memory per connection (its workers are "
+        "counted with it; repeat for several servers)",
+    )
+    load.add_argument("--json", metavar="FILE", type=Path, help="also write the figures as JSON")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def describe(entry: CatalogueEntry, host: str, port: int, workers: int = 1) -> str:
     """The lines ``serve`` prints: what runs, and the URL of every endpoint."""
     base = f"{url_host(host)}:{port}"
     lines = [f"{entry.name} ({entry.stack}) listening on {base}"]
@@ -90,6 +173,8 @@ def describe(entry: CatalogueEntry, host: str, port: int) -> str:
             lines.append(f"  {method} http://{base}{path}")
         else:
             lines.append(f"  ws://{base}{path}")
+    if workers > 1:
+        lines.append(f"{workers} worker processes; SIGHUP restarts them one at a time.")
     lines.append("Press Ctrl+C to stop.")
     return "\n".join(lines)
 
@@ -117,6 +202,8 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=options.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     from course_ws.chat.brokers import BrokerUnavailable
 
+    if options.workers > 1:
+        return run_serve_workers(lookup(args.name), options)
     try:
         asyncio.run(serve_until_signalled(lookup(args.name), options))
     except BindError as exc:
@@ -125,6 +212,48 @@ def run_serve(args: argparse.Namespace) -> int:
     except BrokerUnavailable as exc:  # Redis down at start: not a bad argument, so status 1
         print(f"course-ws serve: error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_serve_workers(entry: CatalogueEntry, options: ServeOptions) -> int:
+    """``serve --workers N``: a supervisor of N worker processes sharing one port."""
+    from course_ws.hosting.workers import WorkerFailed, WorkerPool
+
+    def ready(pool: WorkerPool) -> None:
+        print(describe(entry, pool.host, pool.port, options.workers), flush=True)
+
+    try:
+        WorkerPool(entry.name, options).run_until_signalled(ready)
+    except (BindError, WorkerFailed) as exc:
+        print(
+            f"course-ws serve: error: {exc.strerror if isinstance(exc, BindError) else exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    """``deploy local NAME``: Redis, N workers and nginx until SIGINT or SIGTERM."""
+    logging.basicConfig(level="WARNING", format=LOG_FORMAT, stream=sys.stderr)
+    from course_ws.hosting.deploy import deploy_local
+    from course_ws.hosting.workers import signals_to_flags, wait_for_stop
+
+    try:
+        ServeOptions(workers=args.workers, port=args.port)
+    except ValueError as exc:
+        print(usage_line("course-ws deploy", in_flag_words(str(exc))), end="", file=sys.stderr)
+        return USAGE_ERROR
+    entry = lookup(args.name)
+    with signals_to_flags() as flags:
+        try:
+            with deploy_local(args.name, workers=args.workers, port=args.port) as deployment:
+                print(describe(entry, "127.0.0.1", deployment.nginx.port, args.workers), flush=True)
+                print(deployment.describe(), flush=True)
+                wait_for_stop(flags, deployment.restart_workers)
+        except (OSError, RuntimeError) as exc:  # a program missing, a port taken, a worker failing
+            print(f"course-ws deploy: error: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -157,6 +286,36 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_load(args: argparse.Namespace) -> int:
+    from course_ws.load import LoadPlan, run_load_test
+
+    try:
+        plan = LoadPlan(
+            args.url,
+            clients=args.clients,
+            rooms=args.rooms,
+            rate=args.rate,
+            duration=args.duration,
+            processes=args.processes,
+            addresses=args.addresses,
+            connect_timeout=args.connect_timeout,
+        )
+        if args.json is not None and not args.json.parent.is_dir():
+            raise ValueError(f"--json: no folder {str(args.json.parent)!r}")
+    except ValueError as exc:
+        print(usage_line("course-ws load", str(exc)), end="", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        report = run_load_test(plan, server_pids=args.server_pid, progress=not args.no_progress)
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"course-ws load: error: {exc}", file=sys.stderr)
+        return 1
+    print(report)
+    if args.json is not None:
+        args.json.write_text(report.to_json() + "\n", encoding="utf-8")
+    return 1 if report.lost or report.duplicated else 0
+
+
 def run_doctor() -> int:
     from course_ws.tooling.doctor import diagnose
 
@@ -172,10 +331,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve(args)
     if args.command == "list":
         return run_list()
+    if args.command == "deploy":
+        return run_deploy(args)
     if args.command == "check":
         return run_check(args)
     if args.command == "bench":
         return run_bench(args)
+    if args.command == "load":
+        return run_load(args)
     return run_doctor()
 
 

@@ -39,6 +39,8 @@ WsImplementation: TypeAlias = Literal["websockets-sansio", "wsproto"]
 WS_IMPLEMENTATIONS: tuple[WsImplementation, ...] = get_args(WsImplementation)
 BROKER_SCHEMES = ("memory", "redis")
 """The brokers a chat server can use (:func:`course_ws.chat.brokers.open_broker`)."""
+MAX_WORKERS = 64
+"""More worker processes than this is a typo, not a deployment (one per core is the rule)."""
 
 
 def default_database() -> str:
@@ -103,6 +105,10 @@ class ServeOptions:
     """Where the chat keeps ids and history and how events reach other processes:
     ``memory://`` (this process only) or ``redis://HOST:PORT/DB`` (every process sharing
     that Redis; it must answer at start)."""
+    workers: int = 1
+    """Processes serving the same port, under a supervisor that restarts a worker that dies;
+    SIGTERM closes every client with 1001, SIGHUP restarts the workers one at a time. With
+    more than one, rooms are shared only through ``--broker redis://...``."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -134,6 +140,8 @@ class ServeOptions:
             if not value > 0:  # also refuses NaN
                 raise ValueError(f"{name} must be a positive number of seconds, got {value}")
         self._check_broker()
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be 1..{MAX_WORKERS}, got {self.workers}")
 
     def _check_broker(self) -> None:
         if not isinstance(self.broker, str):

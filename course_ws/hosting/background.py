@@ -235,5 +235,10 @@ def serve_in_background(
     if unknown:
         names = ", ".join(map(repr, unknown))
         raise TypeError(f"unknown option {names}; the options are {', '.join(sorted(known))}")
+    if options.get("workers", 1) != 1:
+        raise ValueError(
+            "a background server is one process in a thread: for several workers use "
+            "course_ws.hosting.workers.serve_workers, or course_ws.hosting.deploy.deploy_local"
+        )
     name, start = _start_for(target)
     return BackgroundServer(name, start, ServeOptions(**options)).start(startup_timeout)
