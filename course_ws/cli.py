@@ -183,11 +183,12 @@ async def serve_until_signalled(entry: CatalogueEntry, options: ServeOptions) ->
     """Run a server until SIGINT or SIGTERM, then close every client with 1001."""
     sock = bind_listener(options.host, options.port)
     running = await entry.load()(options, sock)
-    print(describe(entry, *socket_address(sock)), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Only now: whoever reads this line may send SIGTERM at once, and must get a 1001.
+    print(describe(entry, *socket_address(sock)), flush=True)
     await stop.wait()
     logging.getLogger("course_ws").info("shutting down: closing every client with 1001")
     await running.aclose()

@@ -203,3 +203,23 @@ async def test_a_gap_on_the_bus_closes_the_rooms_members_with_1012(chat):
         assert output["code"] == 1012
         await member.disconnect()
     assert chat.service.rooms.members == 0
+
+
+def test_servers_started_together_on_a_new_database_all_start(tmp_path: Path) -> None:
+    """Django's migrate is not safe against a second process migrating the same new file
+    ("table already exists"): the servers take turns, so all three start."""
+    database = tmp_path / "new.sqlite3"
+    command = [COURSE_WS, "serve", "channels", "--port", "0", "--database", str(database)]
+    servers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(3)
+    ]
+    try:
+        for server in servers:
+            assert server.stdout is not None
+            assert "listening on" in server.stdout.readline()
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            assert server.wait(15) == 0

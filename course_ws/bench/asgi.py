@@ -47,11 +47,13 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from course_ws.bench import ONE_ADDRESS_CROWD
 from course_ws.bench.crowd import Crowd
@@ -78,6 +80,8 @@ __all__ = [
 
 STACKS = ("asgi", "starlette", "fastapi")
 """The course's ASGI servers (catalogue names); each has a bare echo in :mod:`.bare`."""
+UNPAIRED = ("channels",)
+"""ASGI servers measured beside the others, without a bare echo to compare with."""
 ECHO_TARGET = 0.9
 """A course server's echo rate must be at least this times its bare framework's."""
 FANOUT_TARGET = 1.5
@@ -157,6 +161,7 @@ def echo_servers() -> list[tuple[EchoServer, ...]]:
     groups: list[tuple[EchoServer, ...]] = [(EchoServer("echo"),), (EchoServer("chat"),)]
     for ws in WS_IMPLEMENTATIONS:
         groups += [(EchoServer(name, ws), EchoServer(name, ws, bare=True)) for name in STACKS]
+        groups += [(EchoServer(name, ws),) for name in UNPAIRED]
     return groups
 
 
@@ -166,7 +171,7 @@ class _Launched(ServerProcess):
     Started in two steps, so that every server can start at once (:meth:`wait_ready`).
     """
 
-    def __init__(self, server: EchoServer) -> None:  # not super(): SERVERS lists its own only
+    def __init__(self, server: EchoServer, data_home: str) -> None:  # not super(): see SERVERS
         self.server = server
         self.path = "/echo"
         self.process = subprocess.Popen(
@@ -174,6 +179,7 @@ class _Launched(ServerProcess):
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env={**os.environ, "XDG_DATA_HOME": data_home},  # channels' database: not the user's
         )
 
     def wait_ready(self) -> None:
@@ -228,9 +234,10 @@ def measure_echo(s: Settings) -> dict[EchoServer, dict[int, list[EchoSample]]]:
     load.start()
     assert load.pid is not None
     launched: list[_Launched] = []
+    data_home = tempfile.TemporaryDirectory(prefix="course-ws-bench-")
     try:
         for server in samples:
-            launched.append(_Launched(server))
+            launched.append(_Launched(server, data_home.name))
         for process in launched:
             process.wait_ready()
         by_server = {process.server: process for process in launched}
@@ -248,6 +255,7 @@ def measure_echo(s: Settings) -> dict[EchoServer, dict[int, list[EchoSample]]]:
         load.join(TIMEOUT)
         if load.is_alive():
             load.kill()
+        data_home.cleanup()
     return samples
 
 
@@ -318,7 +326,7 @@ class FanoutRow:
 class _Room:
     """One chat server in this process, with a room of members in two other processes."""
 
-    def __init__(self, row: FanoutRow, s: Settings) -> None:
+    def __init__(self, row: FanoutRow, s: Settings, database: str) -> None:
         self.row = row
         self.settings = s
         self.options = ServeOptions(
@@ -326,6 +334,7 @@ class _Room:
             ping_interval=None,
             presence_limit=0,  # the timed messages are the only traffic
             ws=row.ws or WS_IMPLEMENTATIONS[0],
+            database=database,
         )
         self.sock = bind_listener("127.0.0.1", 0)
         host, port = socket_address(self.sock)
@@ -347,6 +356,7 @@ class _Room:
         else:
             module = importlib.import_module(f"course_ws.servers.{self.row.name}")
             clock = FanoutClock(module.create_app(self.options))
+            # The lifespan starts the app (for channels: migrations, in a thread).
             self.running = await start_chat_app(clock, self.options, self.sock)
             self.last_fanout = lambda: clock.fanout_time
         await self.crowd.start()
@@ -377,8 +387,13 @@ async def measure_fanout(s: Settings) -> list[FanoutRow]:
     elsewhere hits every server alike. The first round warms up and is not timed.
     """
     rows = [FanoutRow("chat", None)]
-    rows += [FanoutRow(name, ws) for ws in WS_IMPLEMENTATIONS for name in STACKS]
-    rooms = [_Room(row, s) for row in rows]
+    rows += [FanoutRow(name, ws) for ws in WS_IMPLEMENTATIONS for name in STACKS + UNPAIRED]
+    with tempfile.TemporaryDirectory(prefix="course-ws-bench-") as folder:
+        database = str(Path(folder) / "chat.sqlite3")  # the channels server's, not the user's
+        return await _fanout_rooms([_Room(row, s, database) for row in rows], s)
+
+
+async def _fanout_rooms(rooms: list[_Room], s: Settings) -> list[FanoutRow]:
     try:
         for room in rooms:
             await room.open()
@@ -395,7 +410,7 @@ async def measure_fanout(s: Settings) -> list[FanoutRow]:
         gc.unfreeze()
         for room in rooms:
             await room.aclose()
-    return rows
+    return [room.row for room in rooms]
 
 
 # -- the report -------------------------------------------------------------------------
@@ -505,7 +520,8 @@ class AsgiReport:
                     for row in self.fanout
                 ],
             ),
-            "All seven servers run in this process at once, each room's members in two other",
+            f"All {len(self.fanout)} servers run in this process at once, each room's members "
+            "in two other",
             "processes; the rounds are interleaved and the process's objects are left out of",
             "garbage collection while timing (a full collection of seven servers' heaps pauses",
             "for hundreds of ms). Reach-all includes the members' own reading, on the same cores.",
@@ -557,6 +573,9 @@ class AsgiReport:
         server = EchoServer(row.name, row.ws)
         cells = [row.ws or "", row.name]
         for clients in (self.settings.clients[0], self.settings.clients[-1]):
+            if row.name in UNPAIRED:
+                cells.append("(no bare echo)")
+                continue
             ratio = self.echo_ratio(server, clients)
             cells.append(_verdict(ratio, ratio >= ECHO_TARGET))
         ratio = self.fanout_ratio(row)

@@ -25,14 +25,17 @@ admission, member sessions, rooms, limits and metrics are the chat core's
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels import DEFAULT_CHANNEL_LAYER  # type: ignore[import-untyped]
 from channels.layers import channel_layers  # type: ignore[import-untyped]
+from django.conf import settings  # type: ignore[import-untyped]
 from django.core.management import call_command  # type: ignore[import-untyped]
 
 from course_ws.chat.brokers import Broker
@@ -51,9 +54,23 @@ _migrating = threading.Lock()
 
 
 def migrate() -> None:
-    """Apply every migration (the chat's, and those of auth, contenttypes, sessions). Sync code."""
-    with _migrating:
-        call_command("migrate", interactive=False, verbosity=0)
+    """Apply every migration (the chat's, and those of auth, contenttypes, sessions). Sync code.
+
+    Several processes may start on one database at once (``--workers``, two
+    servers on one file): Django's ``migrate`` is not safe against that — the
+    second creates a table the first has just created, and fails with "table
+    already exists" (seen with three servers started together on a new file).
+    So an exclusive lock on a file beside the database (``flock``, released
+    when the process ends, however it ends) lets one process migrate at a
+    time; the next ones find nothing left to do.
+    """
+    database = Path(settings.DATABASES["default"]["NAME"])
+    with _migrating, open(database.with_name(database.name + ".migrate-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def channel_layer_for(broker: str) -> Any:
