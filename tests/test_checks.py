@@ -39,7 +39,12 @@ def copy_course(destination: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache")
     for folder in ("exercises", "solutions", "tests/exercises"):
         shutil.copytree(ROOT / folder, destination / folder, ignore=ignore)
-    for file in ("pyproject.toml", "conftest.py", "tests/conftest.py"):
+    for file in (
+        "pyproject.toml",
+        "conftest.py",
+        "tests/conftest.py",
+        "tests/isolated_data_home.py",
+    ):
         shutil.copy2(ROOT / file, destination / file)
     return destination
 

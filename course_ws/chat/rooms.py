@@ -35,11 +35,26 @@ class LocalRoom(Generic[Connection]):
     catching_up: set[CatchUp] = field(default_factory=set)
     holders: int = 0
     subscribed: asyncio.Task[Subscription] | None = None
+    delivered: int = 0
+    """The highest message id the bus has delivered here (it delivers in id order)."""
+    replayed: dict[Connection, int] = field(default_factory=dict)
+    """Members whose replay went past ``delivered``: the last id each was sent. The bus
+    still delivers those ids here later (another process said them; the replay read
+    them from the store first), and these members must not get them twice."""
 
     def deliver(self, event: str, message_id: int | None) -> None:
         """Called by the bus for each event of the room."""
         for catch_up in self.catching_up:
             catch_up.deliver(event, message_id)
+        if message_id is not None:
+            self.delivered = max(self.delivered, message_id)
+            if self.replayed:
+                ahead = {c for c, last in self.replayed.items() if message_id <= last}
+                for caught_up in [c for c, last in self.replayed.items() if message_id >= last]:
+                    del self.replayed[caught_up]
+                if ahead:
+                    self.fanout([c for c in self.members if c not in ahead], event)
+                    return
         if self.members:
             self.fanout(self.members.keys(), event)
 
@@ -107,6 +122,8 @@ class LocalRooms(Generic[Connection]):
                 await send(event)
             # No await since the buffer ran dry: nothing can fall in between.
             local.catching_up.discard(catch_up)
+            if last_id > local.delivered:  # the bus has yet to bring what the replay sent
+                local.replayed[connection] = last_id
             local.members[connection] = user
             self.members += 1
             joined = True
@@ -124,6 +141,7 @@ class LocalRooms(Generic[Connection]):
             return
         announce = len(local.members) <= self.presence_limit
         user = local.members.pop(connection)
+        local.replayed.pop(connection, None)
         self.members -= 1
         if announce:  # members in other processes hear it too
             await self.broker.bus.publish(room, presence("leave", room, user), None)

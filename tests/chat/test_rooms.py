@@ -134,3 +134,27 @@ async def test_join_and_leave_do_not_slow_down_as_rooms_pile_up(broker: Broker):
     assert broker.store.rooms >= 9000
     assert many < few * 3, (few, many)  # a scan over every room made it 10 times slower
     empty(rooms, broker)
+
+
+async def test_a_message_replayed_from_the_store_before_the_bus_brings_it_is_sent_once(
+    broker: Broker,
+):
+    """Another process said it: the store has it at once, the bus brings it here later.
+
+    A member resuming in between got it in its replay; the bus's copy must skip that
+    member, and only that one (found across two workers on every stack, 1 in 2 runs).
+    """
+    rooms: LocalRooms[Member] = LocalRooms(broker, fanout)
+    stayed = Member("stayed")
+    await rooms.join("r", stayed, "stayed", None, stayed.send)
+    said_elsewhere = await broker.store.append("r", "other", "in flight")  # not yet on the bus
+    resumed = Member("resumed")
+    await rooms.join("r", resumed, "resumed", 0, resumed.send)
+    assert resumed.ids() == [said_elsewhere.id]
+    await broker.bus.publish("r", said_elsewhere.event, said_elsewhere.id)  # the bus catches up
+    await broker.publish_message("r", "talker", "after")
+    assert resumed.ids() == [said_elsewhere.id, said_elsewhere.id + 1]
+    assert stayed.ids() == [said_elsewhere.id, said_elsewhere.id + 1]
+    await rooms.leave("r", stayed)
+    await rooms.leave("r", resumed)
+    empty(rooms, broker)
