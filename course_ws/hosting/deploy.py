@@ -106,7 +106,8 @@ def deploy_local(
     the workers (``log_level``, ``history_size``, ...). ``upgrade_headers=False``
     starts nginx without the ``Upgrade``/``Connection`` lines: a misconfigured
     proxy that fails every WebSocket handshake. Files go to ``directory`` (a
-    temporary folder, removed afterwards, if ``None``). Everything is stopped
+    temporary folder, removed afterwards, if ``None``), the ``channels``
+    server's database too unless ``database`` says otherwise. Everything is stopped
     when the block ends, even after an error.
     """
     with contextlib.ExitStack() as stack:
@@ -118,6 +119,7 @@ def deploy_local(
         worker_options = ServeOptions(
             **{
                 "trusted_proxy": (PROXY,),
+                "database": str(folder / "chat.sqlite3"),  # channels: in the deployment too
                 **options,
                 "host": PROXY,
                 "port": 0,
