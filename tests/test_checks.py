@@ -317,3 +317,18 @@ def test_presence_keeps_duplicate_names(copy, monkeypatch):
         "Two connections with the same name are listed twice: the list keeps duplicates"
     ]
     assert re.search(r'expected .*\["ada", "ada"\].*got .*\["ada"\]', failed[0].reason)
+
+
+def test_a_skipped_check_says_why_in_one_line():
+    """A check that skips (redis-server missing) shows its reason, not a raw tuple."""
+    from course_ws.tooling.check_plugin import _reason
+
+    report = pytest.TestReport(
+        "tests/exercises/test_x.py::test_y",
+        ("tests/exercises/test_x.py", 3, "test_y"),
+        {},
+        "skipped",
+        ("/course/tests/exercises/test_x.py", 205, "Skipped: redis-server is not installed"),
+        "call",
+    )
+    assert _reason(report) == "redis-server is not installed"

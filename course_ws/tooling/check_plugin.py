@@ -166,6 +166,8 @@ def explain(reason: str, failure: BaseException | None, logged: list[logging.Log
 
 
 def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):  # (path, line, "Skipped: why")
+        return one_line(str(report.longrepr[2]).removeprefix("Skipped: ")) or "skipped"
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     first = one_line(text) or "failed"
