@@ -43,6 +43,15 @@ MAX_WORKERS = 64
 """More worker processes than this is a typo, not a deployment (one per core is the rule)."""
 
 
+BACKLOG = 2048
+"""Connections the kernel may queue before a server accepts them (capped by somaxconn).
+
+Every server passes it again when it starts serving: asyncio's ``create_server``
+(under ``websockets.serve`` and ``asyncio.start_server``) calls ``listen()`` on a
+socket it is given, with its own default of 100, which replaces what was set
+when the socket was bound (uvicorn passes its ``backlog``, 2048, itself)."""
+
+
 def default_database() -> str:
     """Where the ``channels`` server keeps its chat: ``$XDG_DATA_HOME/course-ws/chat.sqlite3``
     (``~/.local/share/course-ws/chat.sqlite3`` when ``XDG_DATA_HOME`` is not set)."""

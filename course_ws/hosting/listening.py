@@ -11,12 +11,14 @@ from __future__ import annotations
 import errno
 import socket
 
+from course_ws.options import BACKLOG
+
 
 class BindError(OSError):
     """The address could not be bound; the message says why and what to try."""
 
 
-def bind_listener(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
+def bind_listener(host: str, port: int, *, backlog: int = BACKLOG) -> socket.socket:
     """Bind and listen on ``host:port`` (``port=0``: a free port) and return the socket.
 
     The socket is non-blocking and ready to hand to ``loop.create_server(sock=...)``,

@@ -61,7 +61,7 @@ from typing import IO, Any
 
 from course_ws.hosting.catalogue import lookup
 from course_ws.hosting.listening import BindError, bind_listener, socket_address, url_host
-from course_ws.options import ServeOptions
+from course_ws.options import BACKLOG, ServeOptions
 
 logger = logging.getLogger("course_ws.hosting.workers")
 
@@ -69,7 +69,6 @@ READY_TIMEOUT = 30.0
 """Seconds a new worker may take to import its stack and listen."""
 STOP_MARGIN = 10.0
 """Seconds a stopping worker gets beyond its close timeout before it is killed."""
-BACKLOG = 2048
 RESPAWN_PAUSES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
 """Pauses before restarting a worker that died, longer each time one dies young."""
 YOUNG = 10.0

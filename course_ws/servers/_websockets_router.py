@@ -34,7 +34,7 @@ from websockets.http11 import Request, Response
 from course_ws import rfc6455
 from course_ws.chat.metrics import CONTENT_TYPE, ServerMetrics
 from course_ws.chat.protocol import ROOM_PATTERN
-from course_ws.options import ServeOptions
+from course_ws.options import BACKLOG, ServeOptions
 from course_ws.servers import StartServer
 
 RouteHandler = Callable[..., Awaitable[None]]
@@ -219,6 +219,7 @@ async def start_websockets_app(
     server = await serve(
         app.handler,
         sock=sock,
+        backlog=BACKLOG,  # asyncio would listen() again with 100
         process_request=app.process_request,
         logger=app.logger,
         **limits,

@@ -53,7 +53,7 @@ import socket
 from collections.abc import Sequence
 
 from course_ws.chat.metrics import ServerMetrics
-from course_ws.options import ServeOptions
+from course_ws.options import BACKLOG, ServeOptions
 from course_ws.rfc6455 import (
     MAX_CLOSE_REASON,
     CloseCode,
@@ -422,7 +422,8 @@ class RunningRaw:
 
     async def listen(self, sock: socket.socket) -> None:
         """Accept connections on ``sock``, each served in its own task by :meth:`_on_client`."""
-        self._server = await asyncio.start_server(self._on_client, sock=sock)
+        # asyncio listen()s again on a given socket, with a backlog of 100 by default.
+        self._server = await asyncio.start_server(self._on_client, sock=sock, backlog=BACKLOG)
         host, port = sock.getsockname()[:2]
         logger.info("server listening on %s:%s", host, port)
 
