@@ -23,12 +23,10 @@ from pathlib import Path
 
 import isolated_data_home  # noqa: F401  (before anything imports course_ws)
 import pytest
-
-from course_ws.hosting.programs import find_program
+from required import require_program
 
 ROOT = Path(__file__).parents[1]
 EXERCISE_CHECKS = Path(__file__).parent / "exercises"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,17 +50,6 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         if not any(path == EXERCISE_CHECKS or EXERCISE_CHECKS in path.parents for path in named):
             return True
     return None
-
-
-def require_program(name: str) -> Path:
-    """The path of ``name`` (redis-server, nginx, chromium); skip loudly if absent, fail in CI."""
-    path = find_program(name)
-    if path is None:
-        message = f"{name} is not installed (apt-get install {name}); this test needs the real one"
-        if IN_CI:
-            pytest.fail(f"CI=true: {message}")
-        pytest.skip(message)
-    return path
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

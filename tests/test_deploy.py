@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from required import require_program
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import require_program
 from course_ws.chat.metrics import read_metrics
 from course_ws.clients.chat import ChatClient
 from course_ws.hosting.deploy import LocalDeployment, deploy_local

@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from required import require_program
 from serving import course_ws_serve
 
-from conftest import require_program
 from course_ws.clients.chat import ChatClient, Event
 from course_ws.clients.probes import fresh_room
 from course_ws.hosting.catalogue import CATALOGUE

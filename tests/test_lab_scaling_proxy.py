@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import require_program
+from required import require_program
+
 from course_ws import serve_in_background
 from course_ws.hosting.redis_server import free_loopback_port
 from course_ws.lab.scaling_proxy import (

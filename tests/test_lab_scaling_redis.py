@@ -6,7 +6,8 @@ let ids arrive out of order; the broker's one script never does. Every id arrive
 
 from __future__ import annotations
 
-from conftest import require_program
+from required import require_program
+
 from course_ws.hosting.redis_server import run_redis
 from course_ws.lab.scaling_redis import OrderReport, publish_order
 

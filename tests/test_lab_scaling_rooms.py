@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import pytest
+from required import require_program
 
-from conftest import require_program
 from course_ws import serve_in_background
 from course_ws.hosting.redis_server import run_redis
 from course_ws.lab.scaling_processes import serve_command

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from required import require_program
 from test_deploy import Member, keep_connecting
 
-from conftest import require_program
 from course_ws.clients.chat import ChatClient
 from course_ws.hosting.redis_server import RedisServer, free_loopback_port, run_redis
 from course_ws.hosting.workers import memory_broker_warning, serve_workers
