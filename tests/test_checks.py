@@ -44,6 +44,7 @@ def copy_course(destination: Path) -> Path:
         "conftest.py",
         "tests/conftest.py",
         "tests/isolated_data_home.py",
+        "tests/required.py",
     ):
         shutil.copy2(ROOT / file, destination / file)
     return destination
