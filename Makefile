@@ -61,9 +61,9 @@ notebooks: $(DEV_STAMP)
 		--ExecutePreprocessor.timeout=120 --ExecutePreprocessor.record_timing=False \
 		notebooks/*.ipynb
 
-# Full benchmark runs; their reports are committed in benchmarks/ (about 10 minutes).
+# Full benchmark runs; their reports are committed in benchmarks/ (about 15 minutes).
 bench: $(LAB_STAMP)
 	@mkdir -p benchmarks
-	for name in mask transports memory fanout echo asgi; do \
+	for name in mask transports memory fanout echo asgi scale; do \
 		$(BIN)/course-ws bench $$name | tee benchmarks/$$name.txt || exit 1; \
 	done
