@@ -271,7 +271,9 @@ async def test_a_rolling_restart_behind_nginx_refuses_nobody_and_loses_nothing(
             await asyncio.wait_for(asyncio.gather(*hearing), 15)
             for member in listeners:
                 assert member.ids == list(range(1, int(last["id"]) + 1))  # type: ignore[call-overload]
-                assert member.closes == [1001]  # its worker was replaced once
+                # Its worker was replaced: 1001. Its reconnect may land on the other worker
+                # before that one is replaced too (least_conn picks it): 1001 again.
+                assert member.closes in ([1001], [1001, 1001])
             print(
                 f"{name}: rolling restart of 2 workers in {took:.1f} s; through nginx meanwhile "
                 f"{connects.worked} connects worked, {len(connects.closed)} closed with 1001 "
