@@ -28,7 +28,8 @@ def test_the_benchmark_is_listed_for_the_cli():
 
 def test_every_echo_server_is_measured_with_every_client_count(report):
     servers = [server for group in asgi.echo_servers() for server in group]
-    assert len(servers) == 2 + 2 * len(asgi.STACKS) * len(WS_IMPLEMENTATIONS)
+    per_ws = 2 * len(asgi.STACKS) + len(asgi.UNPAIRED)  # course + bare, and the unpaired
+    assert len(servers) == 2 + per_ws * len(WS_IMPLEMENTATIONS)
     assert set(report.echo) == set(servers)
     for server in servers:
         assert set(report.echo[server]) == set(asgi.QUICK.clients)
@@ -52,10 +53,12 @@ def test_each_course_server_is_paired_with_its_bare_framework_under_the_same_ws(
 
 def test_every_server_fans_out_every_message_to_every_member(report):
     expected = [("chat", None)]
-    expected += [(name, ws) for ws in WS_IMPLEMENTATIONS for name in asgi.STACKS]
+    names = asgi.STACKS + asgi.UNPAIRED
+    expected += [(name, ws) for ws in WS_IMPLEMENTATIONS for name in names]
     assert [(row.name, row.ws) for row in report.fanout] == expected
     for row in report.fanout:
-        assert len(row.fanout) == asgi.QUICK.messages, row.name
+        timed = 0 if row.name in asgi.UNTIMED else asgi.QUICK.messages
+        assert len(row.fanout) == timed, row.name
         assert all(0 < seconds < asgi.QUICK.deadline for seconds in row.fanout), row
         assert len(row.reach_all) == asgi.QUICK.messages
         assert all(math.isfinite(seconds) for seconds in row.reach_all), "a member missed one"
