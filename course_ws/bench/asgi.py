@@ -394,7 +394,11 @@ async def measure_fanout(s: Settings) -> list[FanoutRow]:
     rows = [FanoutRow("chat", None)]
     rows += [FanoutRow(name, ws) for ws in WS_IMPLEMENTATIONS for name in STACKS + UNPAIRED]
     with tempfile.TemporaryDirectory(prefix="course-ws-bench-") as folder:
-        database = str(Path(folder) / "chat.sqlite3")  # the channels server's, not the user's
+        # The channels server's database: not the user's. Django's settings belong to the
+        # whole process, so where they are set already (a test run), that database it is.
+        from course_ws.servers._channels.settings import configured_database
+
+        database = str(configured_database() or Path(folder) / "chat.sqlite3")
         return await _fanout_rooms([_Room(row, s, database) for row in rows], s)
 
 

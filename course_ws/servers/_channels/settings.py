@@ -135,6 +135,11 @@ _lock = threading.Lock()
 _configured_database: Path | None = None
 
 
+def configured_database() -> Path | None:
+    """The database Django was configured with in this process, or ``None`` if not yet."""
+    return _configured_database
+
+
 def channel_layer_config(broker: str) -> dict[str, Any]:
     """The ``CHANNEL_LAYERS`` entry (``BACKEND``, ``CONFIG``) of a server with ``--broker broker``.
 
