@@ -15,7 +15,12 @@ from channels.layers import InMemoryChannelLayer
 
 from course_ws.chat.protocol import Message, presence
 from course_ws.clients.probes import fresh_room
-from course_ws.servers._channels.bus import GROUP_PREFIX, ChannelLayerBus, group_for
+from course_ws.servers._channels.bus import (
+    GROUP_PREFIX,
+    LOST_ON_THE_BUS,
+    ChannelLayerBus,
+    group_for,
+)
 
 
 class Received:
@@ -89,17 +94,17 @@ async def test_lost_messages_are_noticed_and_reported_once_per_gap():
     """A channel of capacity 1: publishing 20 messages at once loses most of them."""
     layer = InMemoryChannelLayer(capacity=1)
     gaps: list[str] = []
-    bus = ChannelLayerBus(layer, on_gap=gaps.append)
+    bus = ChannelLayerBus(layer)
     room = fresh_room()
     received = Received()
-    subscription = await bus.subscribe(room, received)
+    subscription = await bus.subscribe(room, received, gaps.append)
     await asyncio.gather(*(bus.publish(room, message(room, n).event, n) for n in range(1, 21)))
     await bus.publish(room, message(room, 21).event, 21)  # arrives: the channel is free again
     await asyncio.sleep(0.2)
     ids = [message_id for _, message_id in received.events]
     assert subscription.last_id == 21  # the last one arrived...
     assert gaps
-    assert gaps == [room] * subscription.gaps
+    assert gaps == [LOST_ON_THE_BUS] * subscription.gaps  # the room's members resume
     assert ids == sorted(ids)
     assert ids[0] == 1
     # Each delivered message follows the one before it: the one after a gap is held back.
@@ -110,10 +115,10 @@ async def test_lost_messages_are_noticed_and_reported_once_per_gap():
 async def test_messages_in_order_are_no_gap():
     layer = InMemoryChannelLayer()
     gaps: list[str] = []
-    bus = ChannelLayerBus(layer, on_gap=gaps.append)
+    bus = ChannelLayerBus(layer)
     room = fresh_room()
     received = Received()
-    await bus.subscribe(room, received)
+    await bus.subscribe(room, received, gaps.append)
     for n in range(1, 51):
         await bus.publish(room, message(room, n).event, n)
         if n % 10 == 0:

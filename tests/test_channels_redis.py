@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
-import signal
 import sqlite3
 import subprocess
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from channels_redis.core import RedisChannelLayer
+from serving import course_ws_serve
 from websockets.exceptions import ConnectionClosed
 
 from course_ws.chat.brokers import Broker
@@ -35,7 +34,7 @@ from course_ws.clients.probes import COURSE_WS, fresh_room
 from course_ws.clients.waiting import wait_until
 from course_ws.hosting.programs import find_program
 from course_ws.hosting.redis_server import RedisServer, free_loopback_port, run_redis
-from course_ws.servers._channels.bus import EVENT_TYPE, ChannelLayerBus, group_for
+from course_ws.servers._channels.bus import EVENT_TYPE, LOST_ON_THE_BUS, ChannelLayerBus, group_for
 from course_ws.servers._channels.settings import (
     REDIS_LAYER,
     REDIS_PREFIX,
@@ -106,11 +105,11 @@ async def test_messages_the_layer_drops_at_capacity_are_filled_from_the_store(re
     layer = redis_layer(redis_server.url, capacity=2)
     store = MemoryStore()
     gaps: list[str] = []
-    bus = ChannelLayerBus(layer, on_gap=gaps.append, store=store, settle_after=0.3)
+    bus = ChannelLayerBus(layer, store=store, settle_after=0.3)
     broker = Broker(store, bus)
     room = fresh_room()
     received = Received()
-    subscription = await bus.subscribe(room, received)
+    subscription = await bus.subscribe(room, received, gaps.append)
     try:
         await asyncio.gather(*(broker.publish_message(room, "ada", f"m{n}") for n in range(40)))
         await received.wait_for(40)
@@ -128,10 +127,10 @@ async def test_ids_out_of_order_from_two_processes_are_delivered_in_order_once(r
     layer, other = redis_layer(redis_server.url), redis_layer(redis_server.url)
     store = MemoryStore()
     gaps: list[str] = []
-    bus = ChannelLayerBus(layer, on_gap=gaps.append, store=store)
+    bus = ChannelLayerBus(layer, store=store)
     room = fresh_room()
     received = Received()
-    subscription = await bus.subscribe(room, received)
+    subscription = await bus.subscribe(room, received, gaps.append)
     try:
         first = await store.append(room, "ada", "first")
         second = await store.append(room, "bob", "second")
@@ -153,16 +152,16 @@ async def test_a_gap_the_store_no_longer_has_is_reported_and_held_back(redis_ser
     layer = redis_layer(redis_server.url)
     store = MemoryStore(history_size=3)
     gaps: list[str] = []
-    bus = ChannelLayerBus(layer, on_gap=gaps.append, store=store)
+    bus = ChannelLayerBus(layer, store=store)
     room = fresh_room()
     received = Received()
-    subscription = await bus.subscribe(room, received)
+    subscription = await bus.subscribe(room, received, gaps.append)
     try:
         for n in range(10):  # stored, never sent: lost on the way, and trimmed since
             await store.append(room, "ada", f"lost {n}")
         await bus.publish(room, (await store.append(room, "ada", "after")).event, 11)
         await wait_until(lambda: bool(gaps), within=5, what="the gap reported")
-        assert gaps == [room]
+        assert gaps == [LOST_ON_THE_BUS]  # the room's members resume
         assert subscription.gaps == 1
         assert 11 not in received.ids  # a client that saw it would resume after it
     finally:
@@ -176,29 +175,9 @@ async def test_a_gap_the_store_no_longer_has_is_reported_and_held_back(redis_ser
 @contextlib.contextmanager
 def serving(broker: str, database: Path, log: Path) -> Iterator[str]:
     """``course-ws serve channels --port 0 --broker B --database D``; yields ``ws://HOST:PORT``."""
-    command = [COURSE_WS, "serve", "channels", "--port", "0", "--broker", broker]
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [*command, "--database", str(database), "--log-level", "warning", *UNLIMITED],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        found = re.search(r" listening on (127\.0\.0\.1:\d+)$", first)
-        assert found, f"channels did not start: {first!r} {log.read_text()}"
-        yield f"ws://{found.group(1)}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
+    args = ("--broker", broker, "--database", str(database), *UNLIMITED)
+    with course_ws_serve("channels", *args, log=log) as server:
+        yield server.url
 
 
 def stored_ids(database: Path, room: str) -> list[int]:

@@ -17,6 +17,7 @@ import redis
 
 from course_ws.chat.brokers import BrokerUnavailable, open_broker
 from course_ws.chat.brokers.redis import (
+    RESET,
     RedisBroker,
     RedisBus,
     RedisStore,
@@ -252,8 +253,9 @@ async def test_while_redis_is_down_saying_fails_presence_is_dropped_and_it_recov
         broker = open_redis_broker(server.url, backoff=(0.05, 0.2))
         store, bus = redis_parts(broker)
         seen: list[int | None] = []
+        resumed: list[str] = []
         try:
-            await bus.subscribe("lobby", lambda event, mid: seen.append(mid))
+            await bus.subscribe("lobby", lambda event, mid: seen.append(mid), resumed.append)
             await broker.publish_message("lobby", "ada", "one")
             await asyncio.to_thread(server.stop)
             started = time.monotonic()
@@ -267,5 +269,35 @@ async def test_while_redis_is_down_saying_fails_presence_is_dropped_and_it_recov
             await broker.publish_message("lobby", "ada", "two")
             await until(lambda: seen == [1, 2])
             assert (await store.replay("lobby", 0))[0] == 2  # append-only file: nothing lost
+            assert resumed == []  # the ids went on: nobody needs to resume
+        finally:
+            await broker.aclose()
+
+
+async def test_a_redis_that_lost_its_data_has_each_room_resume_once(tmp_path):
+    """Restarted without an append-only file, Redis starts every room's ids over. The bus
+    must say so (its rooms' members then resume with 1012) even when the room said more
+    since than before, so that its ids did not go back: the epoch token tells."""
+    if find_program("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with run_redis(tmp_path, appendonly=False) as server:
+        broker = open_redis_broker(server.url, backoff=(0.5, 1.0))
+        store, bus = redis_parts(broker)
+        seen: list[int | None] = []
+        resumed: list[str] = []
+        try:
+            await bus.subscribe("lobby", lambda event, mid: seen.append(mid), resumed.append)
+            for number in range(3):
+                await broker.publish_message("lobby", "ada", f"before {number}")
+            await until(lambda: seen == [1, 2, 3])
+            await asyncio.to_thread(server.restart)
+            for number in range(5):  # likely before the subscriber is back: ids 1..5 > 3
+                await store.append("lobby", "ada", f"after {number}")
+            await until(lambda: resumed == [RESET])
+            await until(lambda: seen == [1, 2, 3, 1, 2, 3, 4, 5])  # the new ids, in order
+            assert bus.stats.resets == 1
+            await broker.publish_message("lobby", "ada", "live again")
+            await until(lambda: seen[-1] == 6)
+            assert resumed == [RESET]
         finally:
             await broker.aclose()

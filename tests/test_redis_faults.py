@@ -9,6 +9,10 @@ real ``redis-server`` restarted under them.
   messages cross again once the subscribers have reconnected, the ids go on, and
   nothing that was accepted is lost: every member got every id exactly once, in order,
   and a client resuming on either server gets it all.
+- Redis restarted without its data: the ids start over, so every member is closed with
+  1012, resumes, is replayed the new history and talks on with the new ids.
+- Redis down: a member saying something gets an error and stays; one joining is
+  closed with 1013 (try again later), not 1011.
 """
 
 from __future__ import annotations
@@ -16,61 +20,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving import COURSE_WS, course_ws_serve
+from websockets.exceptions import ConnectionClosed
 
+from course_ws.chat.brokers.redis import RESET
+from course_ws.chat.service import UNAVAILABLE_TO_JOIN
 from course_ws.clients.chat import ChatClient, Event
 from course_ws.hosting.programs import find_program
 from course_ws.hosting.redis_server import RedisServer, free_loopback_port, run_redis
 
-COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 CHAT_SERVERS = ("chat", "asgi", "starlette", "fastapi")
 pytestmark = pytest.mark.service("redis-server")
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A real redis-server of this test's own; skip loudly if absent, fail under CI=true."""
+def require_redis() -> None:
+    """Skip loudly if redis-server is absent; fail under CI=true."""
     if find_program("redis-server") is None:
         message = "redis-server is not installed (apt-get install redis-server): no Redis run"
         if IN_CI:
             pytest.fail(f"CI=true: {message}")
         pytest.skip(message)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own, with its append-only file."""
+    require_redis()
     with run_redis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def forgetful_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server that forgets everything when it restarts (no append-only file)."""
+    require_redis()
+    with run_redis(tmp_path / "redis", appendonly=False) as server:
         yield server
 
 
 @contextlib.contextmanager
 def serving(name: str, broker: str, log: Path) -> Iterator[str]:
     """``course-ws serve NAME --port 0 --broker BROKER`` running; yields ``ws://127.0.0.1:PORT``."""
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [COURSE_WS, "serve", name, "--port", "0", "--broker", broker, "--log-level", "warning"],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        found = re.search(r" listening on (127\.0\.0\.1:\d+)$", first)
-        assert found, f"{name} did not start: {first!r} {log.read_text()}"
-        yield f"ws://{found.group(1)}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with course_ws_serve(name, "--broker", broker, log=log) as server:
+        yield server.url
 
 
 @pytest.mark.parametrize("name", CHAT_SERVERS)
@@ -179,3 +178,55 @@ async def test_a_say_while_redis_is_down_gets_an_error_and_the_member_stays(redi
                 await asyncio.to_thread(redis_server.start)
             # The same connection: nothing was accepted, so the next id is 2.
             assert await cross(member, [member], "after", 15) == 2
+
+
+async def closed_with(client: ChatClient, timeout: float) -> tuple[int | None, str | None]:
+    """Read until the server closes ``client``; its close code and reason."""
+    with contextlib.suppress(ConnectionClosed):
+        async with asyncio.timeout(timeout):
+            while True:
+                await client.event(timeout=timeout)
+    return client.websocket.close_code, client.websocket.close_reason
+
+
+async def test_a_redis_that_lost_its_data_has_every_member_resume(forgetful_redis, tmp_path):
+    """Its ids start over: ids the members hold name other messages now. Each server closes
+    its members with 1012; they resume with ``?since=3``, above the new last id, so they
+    are replayed the whole new history, and talk on with the new ids."""
+    with (
+        serving("chat", forgetful_redis.url, tmp_path / "chat.log") as first,
+        serving("fastapi", forgetful_redis.url, tmp_path / "fastapi.log") as second,
+    ):
+        async with (
+            await ChatClient.connect(first, "lobby", user="alice") as alice,
+            await ChatClient.connect(second, "lobby", user="bob") as bob,
+        ):
+            members = [Member(alice), Member(bob)]
+            for n in range(3):
+                await cross(members[n % 2], members, f"before {n}", 5)
+            await asyncio.to_thread(forgetful_redis.restart, down_for=0.5)
+            for client in (alice, bob):
+                assert await closed_with(client, 20) == (1012, RESET)
+        async with (
+            await ChatClient.connect(first, "lobby", user="alice", since=3) as alice,
+            await ChatClient.connect(second, "lobby", user="bob", since=3) as bob,
+        ):
+            assert alice.welcome["last_id"] < 3
+            members = [Member(alice), Member(bob)]
+            said = await cross(members[1], members, "after the reset", 15)
+            assert said == alice.welcome["last_id"] + 1
+
+
+async def test_joining_while_redis_is_down_is_1013_try_again_later(redis_server, tmp_path):
+    with serving("asgi", redis_server.url, tmp_path / "asgi.log") as base:
+        await asyncio.to_thread(redis_server.stop)
+        try:
+            with pytest.raises(ConnectionClosed) as closed:  # within the subscribe timeout, 5 s
+                await ChatClient.connect(base, "lobby", user="alice", timeout=30)
+            received = closed.value.rcvd
+            assert received is not None
+            assert (received.code, received.reason) == (1013, UNAVAILABLE_TO_JOIN)
+        finally:
+            await asyncio.to_thread(redis_server.start)
+        async with await ChatClient.connect(base, "lobby", user="alice") as alice:
+            assert alice.welcome["last_id"] == 0  # and it works again

@@ -32,6 +32,8 @@ class CatchUp:
     max_events: int = 10_000
     """More than this arriving during one replay means the member cannot keep up."""
     overflowed: bool = False
+    abandoned: str | None = None
+    """Why the room gave up on this catch-up (:meth:`abandon`), if it did."""
 
     def deliver(self, event: str, message_id: int | None) -> None:
         """Keep one live event (``message_id`` is ``None`` for presence)."""
@@ -42,12 +44,22 @@ class CatchUp:
         if not self.overflowed:
             self.buffered.append((message_id, event))
 
+    def abandon(self, reason: str) -> None:
+        """The room's ids went back or the bus lost events: what was replayed cannot be
+        continued; the next :meth:`after` raises :class:`OverflowError` with the first
+        ``reason`` given."""
+        if self.abandoned is None:
+            self.abandoned = reason
+        self.buffered.clear()
+
     def after(self, last_id: int) -> str | None:
         """The next buffered event to send after a replay up to ``last_id``, or ``None``.
 
         Call it until it returns ``None``; the buffer may grow between calls
         while the caller awaits its send.
         """
+        if self.abandoned is not None:
+            raise OverflowError(self.abandoned)
         if self.overflowed:
             raise OverflowError("the room moved faster than this member could catch up")
         while self.buffered:

@@ -51,6 +51,11 @@ JOIN_TIMEOUT = 10.0
 UNAVAILABLE = "the chat cannot store messages right now: nothing was said; try again shortly"
 """Said (error event, or 503) when the broker is unreachable."""
 
+TOO_SLOW_TO_JOIN = "too slow to join"
+"""The close reason (1013) for a member that did not take its welcome and replay in time."""
+UNAVAILABLE_TO_JOIN = "the chat is unavailable right now; try again shortly"
+"""The close reason (1013) for a member that cannot join while the broker is unreachable."""
+
 MESSAGES_PATH = re.compile(r"/rooms/([^/]*)/messages")
 
 
@@ -59,6 +64,20 @@ def posting_room(path: str) -> str | None:
     refuses one that cannot exist), or ``None`` for any other path."""
     match = MESSAGES_PATH.fullmatch(path)
     return match.group(1) if match else None
+
+
+class CannotJoin(TimeoutError):
+    """The member cannot join now: close it with 1013 (try again later) and :attr:`reason`.
+
+    Too slow to take its welcome and replay, a room that moved faster than its
+    catch-up buffer, a room whose ids went back meanwhile, or a broker that
+    cannot be reached. A :class:`TimeoutError`, so that an adapter that closes
+    with 1013 on a timeout does the right thing without knowing the cause.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,10 @@ class ChatService(Generic[Connection]):
         self.broker = broker
         self.options = options
         self.join_timeout = join_timeout
-        self.rooms: LocalRooms[Connection] = LocalRooms(broker, fanout, options.presence_limit)
+        self.metrics = metrics or ServerMetrics()
+        self.rooms: LocalRooms[Connection] = LocalRooms(
+            broker, fanout, options.presence_limit, self.metrics.dropped
+        )
         self.addresses = PerAddress(
             AddressLimits(
                 message_rate=options.message_rate,
@@ -99,7 +121,6 @@ class ChatService(Generic[Connection]):
                 max_connections=options.max_connections_per_address,
             )
         )
-        self.metrics = metrics or ServerMetrics()
         self._describe_state()
 
     def _describe_state(self) -> None:
@@ -140,10 +161,11 @@ class ChatService(Generic[Connection]):
     ) -> AsyncIterator[MemberSession]:
         """Join ``admitted.room`` for the ``async with`` block, then leave.
 
-        Raises :class:`TimeoutError` if the welcome and replay take longer than
-        the join timeout, or if the room said more meanwhile than the member's
-        catch-up buffer holds (a client that does not read fast enough): close
-        it with 1013.
+        Raises :class:`CannotJoin` (a :class:`TimeoutError`) if the welcome and
+        replay take longer than the join timeout, if the room said more meanwhile
+        than the member's catch-up buffer holds (a client that does not read fast
+        enough), or if the broker cannot be reached: close it with 1013 and the
+        exception's ``reason``.
         """
         bucket = self.addresses.opened(admitted.address)
         try:
@@ -152,8 +174,12 @@ class ChatService(Generic[Connection]):
                     await self.rooms.join(
                         admitted.room, connection, admitted.user, admitted.since, send
                     )
-            except OverflowError as exc:  # the CatchUp buffer overflowed
-                raise TimeoutError(str(exc)) from exc
+            except OverflowError as exc:  # the CatchUp buffer overflowed, or was abandoned
+                raise CannotJoin(str(exc)) from exc
+            except TimeoutError as exc:
+                raise CannotJoin(TOO_SLOW_TO_JOIN) from exc
+            except BrokerUnavailable as exc:
+                raise CannotJoin(UNAVAILABLE_TO_JOIN) from exc
             try:
                 yield MemberSession(admitted.room, admitted.user, bucket)
             finally:

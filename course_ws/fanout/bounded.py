@@ -32,8 +32,8 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable, Collection
-from typing import ClassVar
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, ClassVar
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection, broadcast
@@ -137,7 +137,11 @@ class SlowClients:
             self.on_close()
         self.crossed_at = time.monotonic()
         logger.warning("closing %s: %d waiting", connection.remote_address, waiting)
-        task = asyncio.create_task(close_for_certain(connection))
+        self.start(close_for_certain(connection))
+
+    def start(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Run ``closing`` in the background, keeping a reference until it is done."""
+        task = asyncio.create_task(closing)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -177,6 +181,12 @@ class BoundedBroadcast:
             else:
                 ready.append(connection)
         broadcast(ready, message)
+
+    def close(self, connections: Collection[ServerConnection], code: int, reason: str) -> None:
+        """Start closing each connection with ``code``, for certain (in the background)."""
+        for connection in connections:
+            if connection.protocol.state is State.OPEN:
+                self.slow.start(close_for_certain(connection, code, reason))
 
 
 class SendDeadlineConnection(ServerConnection):

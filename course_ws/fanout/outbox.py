@@ -70,7 +70,8 @@ class OutboxState(enum.Enum):
     TOO_SLOW = "too slow"
     """The backlog went over the limit: dropped, closed with 1013 (aborted if need be)."""
     CLOSED = "closed"
-    """Closed by :meth:`Outbox.aclose`, or ``send`` failed because the peer is gone."""
+    """Closed by :meth:`Outbox.aclose` or :meth:`Outbox.end`, or ``send`` failed because
+    the peer is gone."""
 
 
 def message_size(message: str | bytes) -> int:
@@ -243,6 +244,18 @@ class Outbox(Generic[M]):
                 self._state = OutboxState.CLOSED
             self._drop_backlog()
 
+    def end(self, code: int, reason: str) -> None:
+        """Refuse from now on, drop the backlog, and close with ``code`` for certain, in
+        the background (aborted after ``close_timeout``); a no-op unless open.
+
+        For a member the server ends for a reason of its own (1012: resume, the
+        room's history was reset). :meth:`aclose` waits for that close.
+        """
+        if self._state is not OutboxState.OPEN:
+            return
+        self._state = OutboxState.CLOSED
+        self._start_closing(code, reason)
+
     def _too_slow(self) -> None:
         """Refuse from now on, free the backlog, and close with 1013 for certain."""
         self._state = OutboxState.TOO_SLOW
@@ -252,21 +265,27 @@ class Outbox(Generic[M]):
             len(self._queue),
             self._backlog_bytes,
         )
+        self._start_closing(CloseCode.TRY_AGAIN_LATER, TOO_SLOW)
+
+    def _start_closing(self, code: int, reason: str) -> None:
         self._drop_backlog()
         # The writer is most likely stuck in send(), waiting for a buffer that will
         # not drain; it must not write after the close frame, so it goes first.
         self._writer.cancel()
-        self._closer = asyncio.create_task(self._close_for_certain(), name=f"1013 for {self.name}")
+        self._closer = asyncio.create_task(
+            self._close_for_certain(code, reason), name=f"{code} for {self.name}"
+        )
 
-    async def _close_for_certain(self) -> None:
+    async def _close_for_certain(self, code: int, reason: str) -> None:
         await self._stop_writer()
         try:
             async with asyncio.timeout(self.close_timeout):
-                await self._close(CloseCode.TRY_AGAIN_LATER, TOO_SLOW)
+                await self._close(code, reason)
         except TimeoutError:
             logger.warning(
-                "aborting %s: the 1013 close did not finish within %g s",
+                "aborting %s: the %d close did not finish within %g s",
                 self.name,
+                code,
                 self.close_timeout,
             )
             self._abort_quietly()

@@ -43,7 +43,7 @@ from course_ws.chat.admission import Admitted
 from course_ws.chat.brokers import Broker, open_broker_for
 from course_ws.chat.metrics import ServerMetrics
 from course_ws.chat.ratelimit import client_address
-from course_ws.chat.service import ChatService
+from course_ws.chat.service import CannotJoin, ChatService
 from course_ws.chat.session import Close, CloseCode, Reply
 from course_ws.fanout.bounded import BoundedBroadcast, close_for_certain, send_deadline
 from course_ws.options import ServeOptions
@@ -123,9 +123,9 @@ class ChatServer:
                         break
                     elif self.observe_publish is not None:
                         self.observe_publish(time.perf_counter() - received)
-        except TimeoutError:
+        except CannotJoin as exc:
             self.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
-            await close_for_certain(websocket, CloseCode.TRY_AGAIN_LATER, "too slow to join")
+            await close_for_certain(websocket, CloseCode.TRY_AGAIN_LATER, exc.reason)
         except ConnectionClosedOK:
             pass  # it said goodbye while we were still sending (a long replay, say)
         except ConnectionClosedError as exc:

@@ -23,10 +23,14 @@ def body(**fields: object) -> bytes:
 def service(**options: object) -> tuple[ChatService[object], list[str]]:
     delivered: list[str] = []
 
-    def fanout(members: Collection[object], event: str) -> None:
-        delivered.append(event)
+    class Recording:
+        def __call__(self, members: Collection[object], event: str) -> None:
+            delivered.append(event)
 
-    return ChatService(open_broker("memory://"), fanout, ServeOptions(**options)), delivered  # type: ignore[arg-type]
+        def close(self, members: Collection[object], code: int, reason: str) -> None:
+            raise AssertionError("posting closes no member")
+
+    return ChatService(open_broker("memory://"), Recording(), ServeOptions(**options)), delivered  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

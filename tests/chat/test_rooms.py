@@ -34,9 +34,21 @@ class Member:
         return id(self)
 
 
-def fanout(members: Collection[Member], event: str) -> None:
-    for member in members:
-        member.received.append(json.loads(event))
+class RecordingFanout:
+    """Delivers at once to each fake member; records the closes asked for."""
+
+    def __init__(self) -> None:
+        self.closed: list[tuple[Member, int, str]] = []
+
+    def __call__(self, members: Collection[Member], event: str) -> None:
+        for member in members:
+            member.received.append(json.loads(event))
+
+    def close(self, members: Collection[Member], code: int, reason: str) -> None:
+        self.closed.extend((member, code, reason) for member in members)
+
+
+fanout = RecordingFanout()
 
 
 @pytest.fixture
@@ -157,4 +169,40 @@ async def test_a_message_replayed_from_the_store_before_the_bus_brings_it_is_sen
     assert stayed.ids() == [said_elsewhere.id, said_elsewhere.id + 1]
     await rooms.leave("r", stayed)
     await rooms.leave("r", resumed)
+    empty(rooms, broker)
+
+
+async def test_a_bus_that_lost_the_thread_has_every_member_resume_with_1012(broker: Broker):
+    """The bus calls ``resume`` when the room's ids went back (a Redis that lost its data):
+    ids the members hold now name other messages, so each is closed with 1012 to resume,
+    hears nothing more meanwhile, and a join under way fails (1013: try again)."""
+    closes = RecordingFanout()
+    dropped: list[int] = []
+    rooms: LocalRooms[Member] = LocalRooms(broker, closes, on_dropped=dropped.append)
+    ada, bob = Member("ada"), Member("bob")
+    await rooms.join("r", ada, "ada", None, ada.send)
+    await rooms.join("r", bob, "bob", None, bob.send)
+    await talk(broker, "r", 3)
+    slow = Member("slow", pause=asyncio.Event())
+    joining = asyncio.create_task(rooms.join("r", slow, "slow", 0, slow.send))
+    await asyncio.sleep(0.01)  # its welcome is waiting: it is catching up
+    local = rooms.rooms["r"]
+    assert local.catching_up
+
+    local.resume("the history was reset")
+    assert sorted((m.name, code) for m, code, _ in closes.closed) == [("ada", 1012), ("bob", 1012)]
+    assert dropped == [1012, 1012]
+    before = (len(ada.received), len(bob.received))
+    await broker.publish_message("r", "talker", "after the reset")
+    assert (len(ada.received), len(bob.received)) == before  # they are leaving: nothing more
+    local.resume("again")  # a second call closes nobody twice
+    assert len(closes.closed) == 2
+
+    assert slow.pause is not None
+    slow.pause.set()
+    with pytest.raises(OverflowError, match="the history was reset"):
+        await joining
+    await rooms.leave("r", ada)
+    await rooms.leave("r", bob)
+    assert local.resuming == set()
     empty(rooms, broker)

@@ -87,3 +87,33 @@ async def test_close_for_certain_is_a_plain_close_when_the_peer_answers():
                 await closed.wait()
         assert client.close_code == 1013
         assert client.close_reason == "too slow"
+
+
+async def test_close_closes_each_open_connection_with_the_code_given_in_the_background():
+    """How the ``chat`` server has a room's members resume (1012): once each, even when
+    asked twice, without waiting for any of them."""
+    send = BoundedBroadcast(LIMIT)
+    members: list[ServerConnection] = []
+    both = asyncio.Event()
+
+    async def handler(websocket: ServerConnection) -> None:
+        members.append(websocket)
+        if len(members) == 2:
+            both.set()
+        await websocket.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        async with (
+            connect(f"ws://{host}:{port}/") as one,
+            connect(f"ws://{host}:{port}/") as two,
+        ):
+            async with asyncio.timeout(2):
+                await both.wait()
+            send.close(members, 1012, "resume")
+            send.close(members, 1012, "resume")  # already closing: nothing more
+            async with asyncio.timeout(2):
+                await one.wait_closed()
+                await two.wait_closed()
+        assert (one.close_code, one.close_reason) == (1012, "resume")
+        assert (two.close_code, two.close_reason) == (1012, "resume")

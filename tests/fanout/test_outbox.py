@@ -192,6 +192,24 @@ async def test_a_close_that_hangs_is_aborted_after_the_close_timeout() -> None:
     assert peer.closes == [(1013, TOO_SLOW)]
 
 
+async def test_end_closes_with_the_code_given_once_and_aborts_a_peer_that_does_not_answer() -> None:
+    """What a room uses to have a member resume (1012): the backlog is dropped, nothing
+    more is accepted or written, and a close stuck behind a full buffer is aborted."""
+    peer = FakePeer(reading=False, close_finishes=False)
+    outbox = peer.outbox()
+    outbox.offer("stuck in send")
+    outbox.offer("waiting")
+    outbox.end(1012, "resume")
+    outbox.end(1013, "twice")  # a no-op: it is not open any more
+    assert outbox.state is OutboxState.CLOSED
+    assert outbox.backlog_messages == 0
+    assert not outbox.offer("after")
+    await outbox.aclose()  # waits for the close, which is aborted after the timeout
+    assert peer.closes == [(1012, "resume")]
+    assert peer.aborts == 1
+    assert peer.sent == []
+
+
 async def test_a_close_that_fails_is_followed_by_an_abort() -> None:
     peer = FakePeer(reading=False)
     peer.close_fails = True

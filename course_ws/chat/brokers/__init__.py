@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from course_ws.chat.brokers.base import Broker, Bus, Delivery, Store, Subscription
+from course_ws.chat.brokers.base import Broker, Bus, Delivery, Resume, Store, Subscription
 from course_ws.chat.brokers.memory import MAX_IDLE_BYTES, MAX_IDLE_ROOMS, MemoryBus, MemoryStore
 from course_ws.chat.history import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES
 from course_ws.options import BROKER_SCHEMES, ServeOptions
@@ -20,6 +20,7 @@ __all__ = [
     "BrokerUnavailable",
     "Bus",
     "Delivery",
+    "Resume",
     "Store",
     "Subscription",
     "open_broker",

@@ -21,6 +21,10 @@ from course_ws.chat.protocol import Message
 
 Delivery = Callable[[str, int | None], None]
 """Called with each event of a room: the JSON text and the message id (``None`` for presence)."""
+Resume = Callable[[str], None]
+"""Called with a reason when a bus can no longer deliver a room without a gap: messages
+were lost for good on the way, or the store's ids went back (a Redis that lost its data).
+Every member of the room in this process must then resume from the store (1012)."""
 
 
 class Store(Protocol):
@@ -76,10 +80,14 @@ class Bus(Protocol):
         """Deliver ``event`` to every subscriber of ``room``."""
         ...
 
-    async def subscribe(self, room: str, deliver: Delivery) -> Subscription:
+    async def subscribe(
+        self, room: str, deliver: Delivery, resume: Resume | None = None
+    ) -> Subscription:
         """Deliver every later event of ``room`` to ``deliver``.
 
         Returns only once every event published after it returns will be delivered.
+        ``resume(reason)`` is called whenever this bus finds it cannot keep that
+        promise for ``room`` (a bus that always can never calls it).
         """
         ...
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from course_ws.chat.brokers.base import Delivery
+from course_ws.chat.brokers.base import Delivery, Resume
 from course_ws.chat.history import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES, RoomHistory
 from course_ws.chat.protocol import Message
 
@@ -139,7 +139,12 @@ class MemoryBus:
         for subscription in list(self._rooms.get(room, ())):
             subscription.deliver(event, message_id)
 
-    async def subscribe(self, room: str, deliver: Delivery) -> MemorySubscription:
+    async def subscribe(
+        self, room: str, deliver: Delivery, resume: Resume | None = None
+    ) -> MemorySubscription:
+        """Deliver every later event of ``room``; ``resume`` is never called: events
+        published in this process cannot be lost on the way, and the store they share
+        never goes back."""
         subscription = MemorySubscription(self, room, deliver)
         self._rooms.setdefault(room, set()).add(subscription)
         self._count += 1

@@ -27,7 +27,14 @@ subscriber connection per process, supervised (:class:`RedisBus`). Pub/sub is
 at-most-once: a connection lost for a second loses that second's events. So
 the bus tracks the last id it delivered in each room; after reconnecting (and
 whenever a room's ids jump) it reads what it missed from the store, by id, and
-delivers it before anything newer. Members are never silently stale. Presence
+delivers it before anything newer. Members are never silently stale.
+
+**A Redis that lost its data** (restarted without an append-only file) starts
+every room's ids over, so ids the members hold now name other messages. Each
+process notices when its subscriber reconnects — the random token it saw in
+:data:`EPOCH_KEY` is gone or different, or a room's last id went back — and
+closes the members of every room with 1012: they resume with ``?since=N``, and
+a ``since`` above the room's last id replays the whole (new) history. Presence
 events (join, leave) have no id and are not stored: one published while
 Redis is down is lost, and a member list may then be out of date until the next
 join or leave; that is the price of not storing presence.
@@ -36,7 +43,8 @@ join or leave; that is the price of not storing presence.
 id, so :meth:`RedisBroker.publish_message` raises :class:`BrokerUnavailable`
 (the server turns it into an error for that one client, who may say it again
 later) rather than accepting a message that could be lost. Connected members
-stay connected; new members cannot join (their replay needs the store).
+stay connected; new members cannot join (their replay needs the store): they
+are closed with 1013, try again later.
 
 **Gauges** never wait for Redis: ``rooms`` and ``bytes`` count the rooms this
 process has members in and their history's size as last seen here (after each
@@ -50,6 +58,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,7 +73,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from course_ws.chat.brokers import BrokerUnavailable
-from course_ws.chat.brokers.base import Broker, Delivery
+from course_ws.chat.brokers.base import Broker, Delivery, Resume
 from course_ws.chat.history import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES
 from course_ws.chat.protocol import Message
 
@@ -85,6 +94,8 @@ BACKOFF_BASE = 0.05
 """First reconnection delay of the subscriber, in seconds (then doubled at each failure)."""
 BACKOFF_CAP = 5.0
 """Longest reconnection delay, in seconds."""
+RESET = "the chat's history was reset: reconnect to hear what was said since"
+"""Why a room's members are closed with 1012 when its ids went back (Redis lost its data)."""
 PREFIX = "course-ws"
 
 DISCONNECTED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -111,6 +122,17 @@ def meta_key(room: str) -> str:
 def log_key(room: str) -> str:
     """The list of ``room``'s message events, oldest first."""
     return f"{PREFIX}:{{{room}}}:log"
+
+
+EPOCH_KEY = f"{PREFIX}:epoch"
+"""A random token, set by the first subscriber to connect to a Redis that has none.
+
+A Redis that lost its data (restarted without an append-only file, flushed,
+replaced) lost the token too, and the next subscriber sets a new one: every
+process that finds a token other than the one it saw before knows that the
+rooms' ids it delivered now name other messages, or none. Comparing ids alone
+misses it once a room has said as many messages since as before.
+"""
 
 
 def channel(room: str) -> str:
@@ -340,10 +362,13 @@ class RedisStore:
 class RedisSubscription:
     """One delivery callback for one room of a :class:`RedisBus`."""
 
-    def __init__(self, bus: RedisBus, room: str, deliver: Delivery) -> None:
+    def __init__(
+        self, bus: RedisBus, room: str, deliver: Delivery, resume: Resume | None = None
+    ) -> None:
         self.bus = bus
         self.room = room
         self.deliver = deliver
+        self.resume = resume
 
     async def cancel(self) -> None:
         """Stop delivering; idempotent."""
@@ -418,6 +443,8 @@ class RedisBus:
         """Held while sending SUBSCRIBE/UNSUBSCRIBE or going live: one command at a time."""
         self._supervisor: asyncio.Task[None] | None = None
         self._closed = False
+        self._epoch: str | None = None
+        """The :data:`EPOCH_KEY` token found on the last connection (``None``: none yet)."""
 
     @property
     def subscriptions(self) -> int:
@@ -443,8 +470,13 @@ class RedisBus:
                 raise BrokerUnavailable(f"cannot publish to {safe_url(self.store.url)}") from exc
             logger.info("presence in %s lost while Redis is unreachable: %s", room, exc)
 
-    async def subscribe(self, room: str, deliver: Delivery) -> RedisSubscription:
+    async def subscribe(
+        self, room: str, deliver: Delivery, resume: Resume | None = None
+    ) -> RedisSubscription:
         """Deliver every later event of ``room``; returns once Redis confirmed the SUBSCRIBE.
+
+        ``resume(reason)`` is called if the room's ids go back (Redis lost its data):
+        every id delivered before then now names another message, or none.
 
         Raises :class:`BrokerUnavailable` if Redis does not confirm within the
         subscribe timeout (it is down): the subscription is then undone.
@@ -453,7 +485,7 @@ class RedisBus:
             raise RuntimeError("the bus is closed")
         if self._supervisor is None:
             self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
-        subscription = RedisSubscription(self, room, deliver)
+        subscription = RedisSubscription(self, room, deliver, resume)
         known = self._channels.get(room)
         state = known or Channel(room)
         state.subscriptions.add(subscription)
@@ -537,6 +569,7 @@ class RedisBus:
     async def _connect(self, pubsub: PubSub) -> None:
         """Subscribe to every room, wait for Redis to confirm, catch up, then go live."""
         await pubsub.connect()  # type: ignore[no-untyped-call]
+        await self._check_epoch()
         while True:
             rooms = [room for room, state in self._channels.items() if not state.confirmed.is_set()]
             if rooms:
@@ -564,6 +597,26 @@ class RedisBus:
                     self._pubsub = pubsub
                     return
 
+    async def _check_epoch(self) -> None:
+        """Read (or set) the :data:`EPOCH_KEY` token; if it changed, Redis lost its data:
+        every room starts over and its members resume."""
+        await self.client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+        epoch = str(await self.client.get(EPOCH_KEY))  # decoded: the client decodes replies
+        previous, self._epoch = self._epoch, epoch
+        if previous is None or epoch == previous:
+            return
+        logger.warning(
+            "%s lost its data (no append-only file?): closing the members of %d room(s) "
+            "with 1012 to resume",
+            safe_url(self.store.url),
+            len(self._channels),
+        )
+        for state in self._channels.values():
+            if state.last_id is not None:
+                self.stats.resets += 1
+                state.last_id = 0
+                self._resume(state, RESET)
+
     async def _catch_up(self, state: Channel, upto: int | None = None) -> None:
         """Deliver what the store has after the room's last delivered id (up to ``upto``)."""
         if state.last_id is None:
@@ -578,6 +631,7 @@ class RedisBus:
                 last_id,
             )
             state.last_id = 0
+            self._resume(state, RESET)
         for message in missed:
             if upto is not None and message.id > upto:
                 break
@@ -616,6 +670,14 @@ class RedisBus:
             if message_id > state.last_id + 1:
                 await self._catch_up(state, upto=message_id - 1)
         self._deliver(state, event, message_id)
+
+    def _resume(self, state: Channel, reason: str) -> None:
+        for subscription in list(state.subscriptions):
+            if subscription.resume is not None:
+                try:
+                    subscription.resume(reason)
+                except Exception:
+                    logger.exception("resuming the members of %s failed", state.room)
 
     def _deliver(self, state: Channel, event: str, message_id: int | None) -> None:
         if message_id is not None:

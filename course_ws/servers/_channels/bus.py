@@ -25,8 +25,8 @@ What a channel layer does not promise, and what is done about it here:
   that arrives after that, or twice (``channels_redis`` may redeliver), has an
   id already delivered and is dropped. Only when the store no longer has the
   missing ids (trimmed from the history) — or without a store — is the gap
-  reported: ``on_gap(room)``, and the ``channels`` server closes the room's
-  local members with 1012 so that they resume with ``?since=``; the message
+  reported to the subscription's ``resume``, and the room closes its local
+  members with 1012 so that they resume with ``?since=``; the message
   after the gap is held back (a client that saw it would resume after it). A
   lost join or leave has no id and shows only with the messages lost around
   it; the members' new welcome then carries the right member list.
@@ -66,12 +66,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
 from typing import Any
 
 import redis.exceptions
 
-from course_ws.chat.brokers import Delivery, Store
+from course_ws.chat.brokers import Delivery, Resume, Store
 from course_ws.chat.protocol import ROOM_PATTERN
 
 logger = logging.getLogger("course_ws.servers.channels")
@@ -89,13 +88,12 @@ while the layer is down (they are caught up from the database at every attempt).
 SETTLE_AFTER = 1.0
 """Seconds of quiet after a room's last message before the store is asked whether the layer
 dropped anything after it."""
+LOST_ON_THE_BUS = "messages were lost on the way here: reconnect with ?since="
+"""Why the members of a room whose events the layer lost are closed with 1012."""
 LEAVE_TIMEOUT = 2.0
 """Seconds a subscription may take to leave its group when it is cancelled."""
 LAYER_ERRORS: tuple[type[Exception], ...] = (OSError, redis.exceptions.RedisError)
 """What a channel layer on a network service raises when it cannot do what was asked."""
-
-Gap = Callable[[str], None]
-"""Called with a room whose events were lost on the way to this process."""
 
 
 def group_for(room: str) -> str:
@@ -135,12 +133,20 @@ def backoff(failures: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP)
 class LayerSubscription:
     """This process's membership of one room's group, and the task that reads its channel."""
 
-    def __init__(self, bus: ChannelLayerBus, room: str, channel: str, deliver: Delivery) -> None:
+    def __init__(
+        self,
+        bus: ChannelLayerBus,
+        room: str,
+        channel: str,
+        deliver: Delivery,
+        resume: Resume | None = None,
+    ) -> None:
         self.bus = bus
         self.room = room
         self.group = group_for(room)
         self.channel = channel
         self.deliver = deliver
+        self.resume = resume
         self.last_id: int | None = None
         """The id of the last message delivered; ``None`` before the first (without a store)."""
         self.gaps = 0
@@ -255,7 +261,11 @@ class LayerSubscription:
             "%s: messages after %s were lost on the channel layer", self.room, self.last_id
         )
         self.last_id = resume_after
-        self.bus.on_gap(self.room)
+        if self.resume is not None:
+            try:
+                self.resume(LOST_ON_THE_BUS)
+            except Exception:
+                logger.exception("resuming the members of %s failed", self.room)
 
     async def catch_up(self) -> None:
         """Deliver what the store has after the last id delivered (the layer may have lost it)."""
@@ -297,23 +307,21 @@ class ChannelLayerBus:
     ``channels_redis.core.RedisChannelLayer``) used on this event loop only.
     ``store`` (the ``channels`` server's database) fills lost or late messages
     by id and serves the rooms while the layer is down; without it, a failing
-    layer raises and lost messages are only reported. ``on_gap(room)`` is
-    called when messages are missing that the store cannot give;
-    ``renew_every`` is how often each subscription renews its group membership
-    (default: half the layer's ``group_expiry``); ``settle_after``, how long a
-    room must be quiet before it is compared with the store.
+    layer raises. Messages missing that the store cannot give are reported to
+    the subscription's ``resume``; ``renew_every`` is how often each
+    subscription renews its group membership (default: half the layer's
+    ``group_expiry``); ``settle_after``, how long a room must be quiet before
+    it is compared with the store.
     """
 
     def __init__(
         self,
         layer: Any,
-        on_gap: Gap | None = None,
         renew_every: float | None = None,
         store: Store | None = None,
         settle_after: float = SETTLE_AFTER,
     ) -> None:
         self.layer = layer
-        self.on_gap: Gap = on_gap or (lambda room: None)
         expiry = getattr(layer, "group_expiry", DEFAULT_GROUP_EXPIRY)
         self.renew_every = renew_every if renew_every is not None else expiry / 2
         self.store = store
@@ -356,7 +364,9 @@ class ChannelLayerBus:
                 logger.info("presence in %s lost: the channel layer failed", room)
             self.failed(exc)
 
-    async def subscribe(self, room: str, deliver: Delivery) -> LayerSubscription:
+    async def subscribe(
+        self, room: str, deliver: Delivery, resume: Resume | None = None
+    ) -> LayerSubscription:
         """Join ``room``'s group with a channel of this process's own, and read it.
 
         Once this returns, every later ``group_send`` reaches the channel — or,
@@ -364,7 +374,7 @@ class ChannelLayerBus:
         from the store.
         """
         channel = await self.layer.new_channel()
-        subscription = LayerSubscription(self, room, channel, deliver)
+        subscription = LayerSubscription(self, room, channel, deliver, resume)
         failure: Exception | None = None
         try:
             await self.layer.group_add(subscription.group, channel)

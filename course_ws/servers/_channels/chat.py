@@ -28,7 +28,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -96,27 +95,15 @@ class ChannelsChat:
         self.owns_layer = layer is None
         self.layer = layer if layer is not None else channel_layer_for(options.broker)
         self.store = DjangoStore(options.history_size, options.history_bytes)
-        self.bus = ChannelLayerBus(self.layer, on_gap=self.resume_room, store=self.store)
+        self.bus = ChannelLayerBus(self.layer, store=self.store)
         self.service: ChatService[Member] = ChatService(
             Broker(self.store, self.bus), self.fanout, options, self.metrics
         )
-        self.restarts: dict[Member, Callable[[], object]] = {}
-        """How to close each live member with 1012, by its outbox (the consumers register)."""
 
     async def start(self) -> None:
         """Migrate the database (in the store's thread) and load the history gauges."""
         await self.store.run(migrate)
         await self.store.load()
-
-    def resume_room(self, room: str) -> None:
-        """Close every local member of ``room`` with 1012: messages were lost on the bus."""
-        local = self.service.rooms.rooms.get(room)
-        members = list(local.members) if local is not None else []
-        logger.warning("closing %d members of %s with 1012 to resume", len(members), room)
-        for member in members:
-            restart = self.restarts.get(member)
-            if restart is not None:
-                restart()
 
     async def aclose(self) -> None:
         """Close the bus and the store (after the host closed every WebSocket), and the

@@ -35,7 +35,6 @@ instance it creates (:mod:`.routing`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import AsyncExitStack
 from typing import Any
@@ -44,8 +43,8 @@ from channels.exceptions import StopConsumer  # type: ignore[import-untyped]
 from channels.generic.websocket import AsyncWebsocketConsumer  # type: ignore[import-untyped]
 
 from course_ws.chat.admission import Refusal
+from course_ws.chat.service import CannotJoin
 from course_ws.chat.session import Close, CloseCode, MemberSession, Reply
-from course_ws.rfc6455.constants import CloseCode as WireCloseCode
 from course_ws.servers._asgi_chat import (
     Member,
     SendDeadline,
@@ -58,8 +57,6 @@ from course_ws.servers._asgi_host import Receive, Scope, Send, asgi_outbox, refu
 from course_ws.servers._channels.chat import ChannelsChat
 
 logger = logging.getLogger("course_ws.servers.channels")
-
-LOST_ON_THE_BUS = "messages were lost on the way here: reconnect with ?since="
 
 
 class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -75,7 +72,6 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.session: MemberSession | None = None
         self.outbox: Member | None = None
         self.counted = False
-        self.ending: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -107,14 +103,13 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.session = await self.members.enter_async_context(
                 chat.service.member(decision, outbox, self.send_now)
             )
-        except TimeoutError:
+        except CannotJoin as exc:
             chat.metrics.dropped(CloseCode.TRY_AGAIN_LATER)
-            await self.end(CloseCode.TRY_AGAIN_LATER, "too slow to join")
+            await self.end(CloseCode.TRY_AGAIN_LATER, exc.reason)
             return
         except OSError as exc:  # ASGI 2.4: a send after the disconnect raises
             logger.info("%s left while joining: %r", name, exc)
             return
-        chat.restarts[outbox] = self.restart
 
     async def send_now(self, event: str) -> None:
         """Send ``event`` at once, not through the outbox (the welcome and the replay)."""
@@ -144,17 +139,10 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """
         self.session = None
         if self.outbox is not None:
-            self.chat.restarts.pop(self.outbox, None)
             await self.outbox.aclose()  # its writer must not send after the close frame
         await close_for_certain(
             self.scope, self.base_send, code, reason, self.chat.options.close_timeout
         )
-
-    def restart(self) -> None:
-        """Close with 1012 in the background: the bus lost messages of this room."""
-        if self.ending is None and self.session is not None:
-            restart = self.end(WireCloseCode.SERVICE_RESTART, LOST_ON_THE_BUS)
-            self.ending = asyncio.create_task(restart)
 
     async def disconnect(self, code: int) -> None:
         """The connection is over: leave the room."""
@@ -163,8 +151,6 @@ class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def leave(self) -> None:
         """Leave the room and stop the outbox; uncount the connection. Idempotent."""
         self.session = None
-        if self.outbox is not None:
-            self.chat.restarts.pop(self.outbox, None)
         await self.members.aclose()
         if self.counted:
             self.counted = False
