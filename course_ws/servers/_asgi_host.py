@@ -518,14 +518,22 @@ class _Tracked:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
+        if kind == "websocket.send" and not self.closed_by_host:  # the path of every message
+            if self.hosted is not None and self.hosted.closing:
+                # uvicorn would still write to a transport whose last write failed, and
+                # asyncio logs "socket.send() raised exception." for each such write.
+                raise ConnectionResetError("the connection is closing: the client is gone")
+            try:
+                await self.raw_send(message)
+            except RuntimeError:  # see below
+                if self.closed_by_host:
+                    raise ConnectionClosedByHost(f"{SHUTTING_DOWN}: the server closed it") from None
+                raise
+            return
         if self.closed_by_host:
             if kind == "websocket.close":
                 return  # what the app asks for is done already
             raise ConnectionClosedByHost(f"{SHUTTING_DOWN}: the server closed this WebSocket")
-        if kind == "websocket.send" and self.hosted is not None and self.hosted.closing:
-            # uvicorn would still write to a transport whose last write failed, and
-            # asyncio logs "socket.send() raised exception." for each such write.
-            raise ConnectionResetError("the connection is closing: the client is gone")
         if kind == "websocket.close" or (
             kind == "websocket.http.response.body" and not message.get("more_body", False)
         ):
@@ -547,6 +555,8 @@ class _Tracked:
         """Send the host's close frame unless the app already closed; never raise for that."""
         if self.phase is not _Phase.OPEN or self.closed_by_host:
             return
+        if self.hosted is not None and self.hosted.closing:
+            return  # the client is gone, or its close is under way: nothing would arrive
         self.closed_by_host = True
         try:
             await self.raw_send({"type": "websocket.close", "code": code, "reason": reason})
@@ -581,12 +591,12 @@ class HostMiddleware:
             scope = {**scope, "extensions": extensions}
         tracked = _Tracked(self, send, hosted)
         self.connections.add(tracked)
-
-        async def receive_tracked() -> Message:
-            return await tracked.receive(receive)
-
+        # The transport tells when a hosted client is gone: then no wrapper on every message.
+        receive_app: Receive = (
+            receive if hosted is not None else functools.partial(tracked.receive, receive)
+        )
         try:
-            await self.app(scope, receive_tracked, tracked.send)
+            await self.app(scope, receive_app, tracked.send)
         finally:
             # Tracked until both the app call and the TCP connection are over: after
             # the app returns, a close handshake (or a stalled reader) may linger.
