@@ -8,20 +8,10 @@ CPU accounted for, and nothing left running.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-from course_ws.lab.limits_load import CpuUse, cpu_seconds, load_sweep
+from course_ws.lab.limits_load import CpuUse, load_sweep
 from course_ws.load.system import process_tree
-
-
-def test_cpu_seconds_reads_proc_and_ignores_processes_that_are_gone():
-    before = cpu_seconds([os.getpid()])
-    deadline = time.process_time() + 0.3
-    while time.process_time() < deadline:
-        pass
-    assert cpu_seconds([os.getpid()]) - before >= 0.2
-    assert cpu_seconds([2**22 + 1]) == 0  # above pid_max's default: no such process
 
 
 def test_cpu_use_shares():

@@ -57,9 +57,10 @@ from pathlib import Path
 
 from course_ws.bench import ONE_ADDRESS_CROWD
 from course_ws.bench.crowd import Crowd
-from course_ws.bench.echo import TICKS, TIMEOUT, Plan, Sample, ServerProcess, _load_main
+from course_ws.bench.echo import TIMEOUT, Plan, Sample, ServerProcess, _load_main
 from course_ws.bench.fanout import ms, table
 from course_ws.hosting.listening import bind_listener, socket_address
+from course_ws.load import system
 from course_ws.options import WS_IMPLEMENTATIONS, ServeOptions, WsImplementation
 from course_ws.servers import StartedServer, chat
 from course_ws.servers._asgi_chat import start_chat_app
@@ -191,13 +192,6 @@ class _Launched(ServerProcess):
         self.port = self._read_port(self.server.label)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 @dataclass
 class EchoSample(Sample):
     """One echo run against one server, and the CPU time of the client process."""
@@ -217,12 +211,12 @@ def _echo_run(
     pipe.send((server.port, server.path, Plan(clients, s.size, s.seconds, 1)))
     if not pipe.poll(TIMEOUT) or pipe.recv() != "ready":
         raise RuntimeError(f"{label}: the clients could not connect")
-    before, load_before = server.cpu_seconds(), _cpu_seconds(load_pid)
+    before, load_before = server.cpu_seconds(), system.cpu_seconds([load_pid])
     pipe.send("go")
     if not pipe.poll(s.seconds + TIMEOUT):
         raise RuntimeError(f"{label}: the run did not finish")
     round_trips, seconds = pipe.recv()
-    cpu, load_cpu = server.cpu_seconds() - before, _cpu_seconds(load_pid) - load_before
+    cpu, load_cpu = server.cpu_seconds() - before, system.cpu_seconds([load_pid]) - load_before
     return EchoSample(round_trips, seconds, cpu, load_cpu)
 
 

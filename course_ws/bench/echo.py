@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import platform
 import re
 import signal
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from multiprocessing.connection import Connection
 
+from course_ws.load import system
 from course_ws.rfc6455 import (
     HttpHeadReader,
     Opcode,
@@ -81,7 +81,6 @@ BASELINE = "bare websockets"
 
 TIMEOUT = 15.0
 """Seconds any start, connection or run may take; nothing in a benchmark waits forever."""
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -132,9 +131,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (Linux ``/proc``)."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        return system.cpu_seconds([self.process.pid])
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -34,26 +34,12 @@ from course_ws.hosting.listening import url_host
 from course_ws.hosting.nginx import NginxServer, render_nginx_conf
 from course_ws.hosting.redis_server import RedisServer, free_loopback_port
 from course_ws.hosting.workers import WorkerPool
-from course_ws.load.system import process_tree, resident_bytes
+from course_ws.load.system import CLOCK_TICKS, cpu_seconds, process_tree, resident_bytes
 from course_ws.options import ServeOptions
 from course_ws.rfc6455 import HandshakeError, Opcode, ProtocolError
 
-TICKS = os.sysconf("SC_CLK_TCK")
 PROXY = "127.0.0.1"
 """Where nginx connects to the workers from (as in :mod:`course_ws.hosting.deploy`)."""
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of ``pids`` together so far (``/proc``; an ended one counts 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rpartition(")")[2].split()  # the name may hold spaces
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def machine_cpu_seconds() -> float:
@@ -61,7 +47,7 @@ def machine_cpu_seconds() -> float:
     with open("/proc/stat") as stat:
         fields = [int(value) for value in stat.readline().split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / TICKS
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 @dataclass

@@ -34,23 +34,7 @@ from course_ws.bench import ONE_ADDRESS_CROWD
 from course_ws.hosting.redis_server import RedisServer, run_redis
 from course_ws.hosting.workers import WorkerPool, serve_workers
 from course_ws.load import LoadPlan, LoadReport, run_load_test
-from course_ws.load.system import process_tree
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """CPU time (user + system) that processes ``pids`` have used so far, from ``/proc``."""
-    total = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:  # the process ended meanwhile
-            continue
-        # The command name (field 2) may hold spaces: the fields after it follow its ')'.
-        fields = stat.rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
-    return total / CLOCK_TICKS
+from course_ws.load.system import cpu_seconds, process_tree
 
 
 def children_cpu_seconds() -> float:

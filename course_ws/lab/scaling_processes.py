@@ -19,7 +19,6 @@ process saturates its core.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import select
 import shlex
@@ -34,13 +33,12 @@ from types import TracebackType
 
 from course_ws.bench import ONE_ADDRESS_CROWD
 from course_ws.load import LoadPlan, LoadReport, run_load_test
-from course_ws.load.system import process_tree
+from course_ws.load.system import cpu_seconds, process_tree
 
 START_TIMEOUT = 30.0
 """Seconds the command may take to say where it listens (workers import their stack)."""
 STOP_TIMEOUT = 20.0
 """Seconds it may take to close its clients and exit after SIGTERM before it is killed."""
-TICKS = os.sysconf("SC_CLK_TCK")
 LISTENING = re.compile(r" listening on (\S+):(\d+)$")
 
 LOAD_FLAGS: tuple[str, ...] = tuple(
@@ -50,22 +48,6 @@ LOAD_FLAGS: tuple[str, ...] = tuple(
 )
 """``--message-rate 1000000 ...``: per-address limits out of the way of a load test, whose
 clients come from a handful of loopback addresses."""
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of ``pids`` together so far, in seconds (Linux ``/proc``).
-
-    A process that ended meanwhile counts nothing.
-    """
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (after the name)
-    return total / TICKS
 
 
 class ServedCommand:

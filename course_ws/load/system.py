@@ -10,10 +10,15 @@ is set where it is started (:data:`SERVER_LIMIT_HINT`).
 
 from __future__ import annotations
 
+import os
 import re
 import resource
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+"""Units of the CPU times in ``/proc/PID/stat`` per second."""
 
 SERVER_LIMIT_HINT = (
     "the server needs one open file per connection: raise its limit where it starts, "
@@ -57,6 +62,23 @@ def process_tree(pid: int) -> list[int]:
         for child in children:
             found.extend(process_tree(int(child)))
     return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU time (user + system) that processes ``pids`` have used so far, from ``/proc``.
+
+    A process that ended meanwhile counts nothing.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        # The command name (field 2) may hold spaces: the fields after it follow its ')'.
+        fields = stat.rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+    return total / CLOCK_TICKS
 
 
 def resident_bytes(pids: list[int]) -> int:
