@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
+from serving import Served, course_ws_serve
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -27,6 +21,7 @@ from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients.chat import ChatClient, chat_url
 from course_ws.clients.metrics import get_metrics
 from course_ws.clients.waiting import wait_until
+from course_ws.load.system import resident_bytes
 
 GENEROUS = {
     "message_rate": 1e5,
@@ -106,53 +101,17 @@ async def simultaneous_joins(server: BackgroundServer | Served, pairs: int, tag:
                 assert ids == list(range(1, 41)), f"a gap or a repeat in {room}: {ids}"
 
 
-@dataclass(frozen=True)
-class Served:
-    """``course-ws serve chat`` in a process of its own, so its memory is the server's alone."""
-
-    url: str
-    http_url: str
-    process: subprocess.Popen[str]
-    log: IO[str]
-
-    def rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
-
-
 @contextmanager
-def served_chat() -> Iterator[Served]:
+def served_chat(log: Path) -> Iterator[Served]:
+    """``course-ws serve chat`` in a process of its own, so its memory is the server's alone."""
     flags = [f"--{name.replace('_', '-')}={value:g}" for name, value in GENEROUS.items()]
-    command = [sys.executable, "-m", "course_ws", "serve", "chat", "--port=0"]
-    # A file, not a pipe, for the log: a full pipe would stall the server.
-    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed when the server has stopped
-    process = subprocess.Popen(
-        [*command, "--log-level=warning", *flags],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        port = re.search(r"listening on 127\.0\.0\.1:(\d+)$", first)
-        assert port, first
-        yield Served(f"ws://127.0.0.1:{port[1]}", f"http://127.0.0.1:{port[1]}", process, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.seek(0)
-        errors = log.read()
-        log.close()
-        assert "Traceback" not in errors, errors
+    with course_ws_serve("chat", *flags, log=log) as server:
+        yield server
+    assert "Traceback" not in server.log_text(), server.log_text()
 
 
-async def test_nothing_leaks_after_abrupt_disconnects_aborted_resumes_and_joins():
-    with served_chat() as server:
+async def test_nothing_leaks_after_abrupt_disconnects_aborted_resumes_and_joins(tmp_path):
+    with served_chat(tmp_path / "chat.log") as server:
         # The same work twice: the first run warms up what a process keeps once it has
         # served (allocator arenas, caches); the second must leave nothing more behind.
         rss: list[int] = []
@@ -162,7 +121,7 @@ async def test_nothing_leaks_after_abrupt_disconnects_aborted_resumes_and_joins(
             await aborted_resumes(server, 3, run)
             await simultaneous_joins(server, 20, run)
             after = await everyone_gone(server)
-            rss.append(server.rss_bytes())
+            rss.append(resident_bytes([server.process.pid]))
             history.append(after["course_ws_history_bytes"])
         before, kept = rss[0], history[1] - history[0]
         grown = rss[1] - before

@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
+import statistics
 import subprocess
 import sys
-import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving import COURSE_WS, course_ws_serve
 
 from course_ws import serve_in_background
 from course_ws.bench import ONE_ADDRESS_CROWD
@@ -28,9 +29,8 @@ from course_ws.load.generator import shares
 from course_ws.load.members import MemberTally, ProcessResult
 from course_ws.load.plan import MAX_CLIENTS, loopback_base
 from course_ws.load.report import LoadReport, ServerMemory
-from course_ws.load.system import OpenFilesLimit, process_tree, resident_bytes
+from course_ws.load.system import OpenFilesLimit, cpu_seconds, process_tree, resident_bytes
 
-COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 CROWD_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in ONE_ADDRESS_CROWD.items()]
 
 
@@ -88,32 +88,11 @@ def test_a_short_run_against_the_chat_server_loses_nothing_and_reports_everythin
 
 
 @pytest.fixture
-def fastapi_server() -> Iterator[tuple[str, int]]:
+def fastapi_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """``course-ws serve fastapi`` with load-test limits: its ws:// URL and process id."""
-    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - a file, not a pipe, that cannot fill up
-    process = subprocess.Popen(
-        [COURSE_WS, "serve", "fastapi", "--port=0", "--log-level=warning", *CROWD_FLAGS],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        port = re.search(r"listening on 127\.0\.0\.1:(\d+)$", first)
-        assert port, first
-        yield f"ws://127.0.0.1:{port[1]}", process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.seek(0)
-        errors = log.read()
-        log.close()
-        assert "Traceback" not in errors, errors
+    with course_ws_serve("fastapi", *CROWD_FLAGS, log=tmp_path / "fastapi.log") as server:
+        yield server.url, server.process.pid
+    assert "Traceback" not in server.log_text(), server.log_text()
 
 
 def test_the_command_against_fastapi_in_its_own_process(fastapi_server, tmp_path):
@@ -271,7 +250,24 @@ def test_the_server_memory_is_read_from_proc_with_its_workers():
         child.wait(10)
 
 
+def test_cpu_seconds_grow_while_a_process_computes_and_a_gone_one_counts_nothing():
+    before = cpu_seconds([os.getpid()])
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds([os.getpid()]) - before >= 0.2
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert cpu_seconds([gone.pid]) == 0.0
+
+
 # -- a burst of reconnects after a restart --------------------------------------------
+
+
+def middle_span(times: list[float]) -> float:
+    """Seconds from the 10th to the 90th percentile of ``times``."""
+    deciles = statistics.quantiles(times, n=10)
+    return deciles[-1] - deciles[0]
 
 
 @pytest.mark.timeout(120)
@@ -282,8 +278,14 @@ async def test_jitter_spreads_the_reconnect_burst_after_a_restart():
     for series in report.series:
         assert len(series.connected) >= 100  # everyone came back to the new server
         assert min(series.connected) >= report.down_for  # none before the new server
-    # Fewer attempts at once; and the herd on the new server, where it hurts, much smaller.
+    # Fewer attempts at once; and the herd on the new server, where it hurts, spread out:
+    # the middle 80% of the handshakes take several times as long to arrive. (Not the peak
+    # per 100 ms: the server runs in a thread of this process, and on a loaded machine the
+    # handshakes that queued while it started complete in one batch, jitter or not.)
     assert spread.peak() < together.peak(), (spread.peak(), together.peak())
-    assert spread.peak_connections() <= 0.5 * together.peak_connections()
+    assert middle_span(spread.connected) >= 3 * middle_span(together.connected), (
+        middle_span(spread.connected),
+        middle_span(together.connected),
+    )
     data = strict_json(report.to_json())
     assert [s["label"] for s in data["series"]] == ["no jitter", "full jitter"]  # type: ignore[index]

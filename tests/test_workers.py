@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from required import require_program
+from serving import COURSE_WS, course_ws_serve
 from test_deploy import Member, keep_connecting
 
 from course_ws.clients.chat import ChatClient
@@ -31,7 +30,6 @@ from course_ws.hosting.redis_server import RedisServer, free_loopback_port, run_
 from course_ws.hosting.workers import memory_broker_warning, serve_workers
 from course_ws.options import ServeOptions
 
-COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 STACKS = ("chat", "fastapi")
 
 
@@ -43,29 +41,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def serving(*args: str, log: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``course-ws serve ARGS`` running; yields the process and ``ws://127.0.0.1:PORT``."""
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [COURSE_WS, "serve", *args, "--port", "0", "--log-level", "info"],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        found = re.search(r" listening on (127\.0\.0\.1:\d+)$", first)
-        assert found, f"did not start: {first!r} {log.read_text()}"
-        yield process, f"ws://{found.group(1)}"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+def serving(name: str, *args: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``course-ws serve NAME ARGS`` running; yields the process and ``ws://127.0.0.1:PORT``."""
+    with course_ws_serve(name, *args, log=log, log_level="info", stop_timeout=30) as server:
+        yield server.process, server.url
 
 
 def test_workers_is_an_option_from_1_to_64():

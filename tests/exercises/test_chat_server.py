@@ -13,22 +13,16 @@ import contextlib
 import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
+from chat_expect import TIMEOUT, Event, expect, expect_silence
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws.clients.chat import ChatClient, chat_url
 from course_ws.tooling.learner_programs import Program
 
-TIMEOUT = 2.0
-"""Seconds for an event that should come (it takes milliseconds on loopback)."""
-QUIET = 0.3
-"""Seconds of silence that count as "nothing arrived"."""
 WELCOME = 1.0
 """Seconds for the welcome, once connected."""
-
-Event = dict[str, Any]
 
 
 @pytest.fixture
@@ -64,28 +58,6 @@ async def members(program: Program) -> AsyncIterator[Callable[..., Awaitable[Cha
         with contextlib.suppress(Exception):
             async with asyncio.timeout(TIMEOUT):
                 await client.close()
-
-
-async def expect(client: ChatClient, after: str) -> Event:
-    """The next event ``client`` receives, within ``TIMEOUT``; a clear failure otherwise."""
-    try:
-        return await client.event(timeout=TIMEOUT)
-    except TimeoutError:
-        pytest.fail(f"{after}: expected an event for {client.user}, got nothing in {TIMEOUT:g} s")
-    except ConnectionClosed as closed:
-        pytest.fail(
-            f"{after}: expected an event for {client.user}, the connection closed ({closed})"
-        )
-    except (json.JSONDecodeError, TypeError) as wrong:
-        pytest.fail(f"{after}: expected a JSON text event for {client.user}: {wrong}")
-
-
-async def expect_silence(client: ChatClient, after: str) -> None:
-    try:
-        event = await client.event(timeout=QUIET)
-    except TimeoutError:
-        return
-    pytest.fail(f"{after}: expected nothing for {client.user}, got {event}")
 
 
 def without_ts(event: Event) -> Event:

@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from chat_expect import TIMEOUT, expect, expect_kind
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients.chat import ChatClient, chat_url
 
-TIMEOUT = 2.0
-"""Seconds for an event that should come (it takes milliseconds on loopback)."""
-QUIET = 0.3
-"""Seconds of silence that count as "nothing arrived"."""
-
-Event = dict[str, Any]
 Join = Callable[..., Awaitable[ChatClient]]
 
 
@@ -79,26 +73,6 @@ async def members(server: BackgroundServer) -> AsyncIterator[Join]:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(TIMEOUT):
                 await client.close()
-
-
-async def expect(client: ChatClient, after: str) -> Event:
-    """The next event ``client`` receives, within ``TIMEOUT``; a clear failure otherwise."""
-    try:
-        return await client.event(timeout=TIMEOUT)
-    except TimeoutError:
-        pytest.fail(f"{after}: expected an event for {client.user}, got nothing in {TIMEOUT:g} s")
-    except ConnectionClosed as closed:
-        pytest.fail(
-            f"{after}: expected an event for {client.user}, the connection closed ({closed})"
-        )
-    except (json.JSONDecodeError, TypeError) as wrong:
-        pytest.fail(f"{after}: expected a JSON text event for {client.user}: {wrong}")
-
-
-async def expect_kind(client: ChatClient, kind: str, after: str) -> Event:
-    event = await expect(client, after)
-    assert event.get("type") == kind, f"{after}: expected a {kind} event, got {event}"
-    return event
 
 
 async def test_welcome(members):

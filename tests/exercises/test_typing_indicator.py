@@ -19,19 +19,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from chat_expect import TIMEOUT, expect, expect_kind, expect_silence
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws import BackgroundServer, serve_in_background
 from course_ws.clients.chat import ChatClient, chat_url
 from course_ws.clients.probes import fresh_room
 
-TIMEOUT = 2.0
-"""Seconds for an event that should come (it takes milliseconds on loopback)."""
-QUIET = 0.3
-"""Seconds of silence that count as "nothing arrived"."""
 TYPING = json.dumps({"type": "typing"})
 
-Event = dict[str, Any]
 Join = Callable[..., Awaitable[ChatClient]]
 
 
@@ -72,35 +68,6 @@ async def members(server: BackgroundServer) -> AsyncIterator[Join]:
                 await client.close()
 
 
-async def expect(client: ChatClient, after: str) -> Event:
-    """The next event ``client`` receives, within ``TIMEOUT``; a clear failure otherwise."""
-    try:
-        return await client.event(timeout=TIMEOUT)
-    except TimeoutError:
-        pytest.fail(f"{after}: expected an event for {client.user}, got nothing in {TIMEOUT:g} s")
-    except ConnectionClosed as closed:
-        pytest.fail(
-            f"{after}: expected an event for {client.user}, the connection closed ({closed})"
-        )
-
-
-async def expect_kind(client: ChatClient, kind: str, after: str) -> Event:
-    event = await expect(client, after)
-    assert event.get("type") == kind, f"{after}: expected a {kind} event, got {event}"
-    return event
-
-
-async def expect_nothing(client: ChatClient, after: str, why: str) -> None:
-    """Nothing reaches ``client`` for ``QUIET`` seconds."""
-    try:
-        event = await client.event(timeout=QUIET)
-    except TimeoutError:
-        return
-    except ConnectionClosed as closed:
-        pytest.fail(f"{after}: the connection of {client.user} closed ({closed})")
-    pytest.fail(f"{after}: expected nothing for {client.user} ({why}), got {event}")
-
-
 async def pair(members: Join, room: str) -> tuple[ChatClient, ChatClient]:
     """ada and bob in ``room``, every join event read."""
     ada = await members(room, "ada")
@@ -119,7 +86,7 @@ async def test_the_others_see_it_the_sender_does_not(members):
     got = await expect(bob, "ada sent a typing frame")
     expected = {"type": "typing", "room": room, "user": "ada"}
     assert got == expected, f"ada sent a typing frame: expected bob to get {expected}, got {got}"
-    await expect_nothing(ada, "ada sent a typing frame", "the sender knows it is typing")
+    await expect_silence(ada, "ada sent a typing frame", "the sender knows it is typing")
 
 
 async def test_only_the_room_sees_it(members):
@@ -130,7 +97,7 @@ async def test_only_the_room_sees_it(members):
     await expect_kind(carol, "join", "carol joined another room")
     await ada.websocket.send(TYPING)
     await expect_kind(bob, "typing", "ada sent a typing frame")
-    await expect_nothing(carol, "ada sent a typing frame", "carol is in another room")
+    await expect_silence(carol, "ada sent a typing frame", "carol is in another room")
 
 
 async def test_it_is_never_stored_nor_replayed(members, module):
@@ -181,7 +148,7 @@ async def test_it_is_bounded_once_per_interval(members, module):
     for _ in range(5):
         await ada.websocket.send(TYPING)
     await expect_kind(bob, "typing", "ada sent 5 typing frames at once")
-    await expect_nothing(bob, "ada sent 5 typing frames at once", "one per interval")
+    await expect_silence(bob, "ada sent 5 typing frames at once", "one per interval")
     elapsed = asyncio.get_running_loop().time() - started
     await asyncio.sleep(max(0.0, interval - elapsed) + 0.05)
     await ada.websocket.send(TYPING)
