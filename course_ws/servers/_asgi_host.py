@@ -103,9 +103,12 @@ class HostedConnection:
         self,
         transport: asyncio.BaseTransport,
         write_now: Callable[[str | bytes], bool] = lambda message: False,
+        refusal_sent: Callable[[], object] = lambda: None,
     ) -> None:
         self._transport = transport
         self._write_now = write_now
+        self.refusal_sent = refusal_sent
+        """Called once the app's HTTP refusal is sent in full (the protocol may need to know)."""
         self._lost = asyncio.Event()
         self._on_lost: list[Callable[[], object]] = []
         self._stall: tuple[float, Callable[[], object]] | None = None
@@ -210,12 +213,15 @@ class _HostedWebSocket(asyncio.Protocol):
     refused: Callable[[int], None] = staticmethod(_not_counted)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.hosted = HostedConnection(transport, self._write_now)
+        self.hosted = HostedConnection(transport, self._write_now, self._refusal_sent)
         super().connection_made(transport)
 
     def _write_now(self, message: str | bytes) -> bool:
         """Write a ``websocket.send`` now if the protocol can without waiting (each one says)."""
         return False
+
+    def _refusal_sent(self) -> None:
+        """The app's ``websocket.http.response`` is sent in full."""
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -262,12 +268,12 @@ class _SansIOWebSocket(_HostedWebSocket, WebSocketsSansIOProtocol):
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
 
-    async def send(self, message: Message) -> None:  # type: ignore[override]
-        await super().send(message)  # type: ignore[arg-type]
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
-            # uvicorn 0.54 sends the refusal but never marks the handshake as done, so it
-            # logs "ASGI callable returned without completing handshake" after each one.
-            self.handshake_complete = True
+    def _refusal_sent(self) -> None:
+        # uvicorn 0.54 sends the refusal but never marks the handshake as done, so it
+        # logs "ASGI callable returned without completing handshake" after each one.
+        # (Told by the host's send, not by overriding this protocol's: that would cost
+        # every message a call.)
+        self.handshake_complete = True
 
     def _write_now(self, message: str | bytes) -> bool:
         # The conditions of WebSocketsSansIOProtocol.send for "websocket.send", never waiting.
@@ -534,12 +540,13 @@ class _Tracked:
             if kind == "websocket.close":
                 return  # what the app asks for is done already
             raise ConnectionClosedByHost(f"{SHUTTING_DOWN}: the server closed this WebSocket")
-        if kind == "websocket.close" or (
-            kind == "websocket.http.response.body" and not message.get("more_body", False)
-        ):
+        refusal_done = kind == "websocket.http.response.body" and not message.get("more_body")
+        if kind == "websocket.close" or refusal_done:
             self.phase = _Phase.CLOSED  # before awaiting: the host must not close it too
         try:
             await self.raw_send(message)
+            if refusal_done and self.hosted is not None:
+                self.hosted.refusal_sent()
         except RuntimeError:
             # uvicorn refuses anything after a close; if the host's close got there
             # first (both waited for the paused transport), say so the ASGI way.
