@@ -117,6 +117,9 @@ async def test_messages_the_layer_drops_at_capacity_are_filled_from_the_store(re
         assert received.ids == list(range(1, 41))
         assert subscription.filled > 0  # the layer did drop some (capacity 2)...
         assert gaps == []  # ...and no member had to resume
+        figures = {figure.name: figure.read() for figure in bus.figures()}  # at GET /metrics
+        assert figures["course_ws_bus_caught_up"] == subscription.filled
+        assert figures["course_ws_bus_lost"] == 0
     finally:
         await bus.aclose()
         await layer.close_pools()

@@ -213,6 +213,14 @@ async def test_after_a_lost_connection_the_subscriber_resubscribes_and_catches_u
         assert seen[-1][1] == 7
         assert bus.stats.connections == 2
         assert bus.stats.caught_up == 5
+        figures = {figure.name: figure.read() for figure in bus.figures()}  # at GET /metrics
+        assert figures == {
+            "course_ws_bus_connected": 1,
+            "course_ws_bus_connections": 2,
+            "course_ws_bus_caught_up": 5,
+            "course_ws_bus_lost": 0,
+            "course_ws_bus_resets": 0,
+        }
     finally:
         await broker.aclose()
 

@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from course_ws.chat.brokers.redis import RESET
 from course_ws.chat.service import UNAVAILABLE_TO_JOIN
 from course_ws.clients.chat import ChatClient, Event
+from course_ws.clients.metrics import get_metrics
 from course_ws.hosting.programs import find_program
 from course_ws.hosting.redis_server import RedisServer, free_loopback_port, run_redis
 
@@ -156,6 +157,11 @@ async def test_a_redis_restart_mid_run_loses_nothing(redis_server, tmp_path):
             assert accepted == list(range(1, 11))  # the ids went on: Redis kept them
             for member in members:
                 assert member.ids == accepted  # each exactly once, in order
+            for base in (first, second):  # each server's /metrics says what happened
+                seen = await asyncio.to_thread(get_metrics, base.replace("ws://", "http://", 1))
+                assert seen["course_ws_bus_connected"] == 1
+                assert seen["course_ws_bus_connections"] >= 2
+                assert seen["course_ws_bus_resets"] == 0
 
         for base in (first, second):  # resuming on either server, from any id
             for since in (0, 4):
@@ -207,6 +213,10 @@ async def test_a_redis_that_lost_its_data_has_every_member_resume(forgetful_redi
             await asyncio.to_thread(forgetful_redis.restart, down_for=0.5)
             for client in (alice, bob):
                 assert await closed_with(client, 20) == (1012, RESET)
+            for base in (first, second):
+                seen = await asyncio.to_thread(get_metrics, base.replace("ws://", "http://", 1))
+                assert seen["course_ws_bus_resets"] == 1
+                assert seen['course_ws_members_dropped_total{code="1012"}'] == 1
         async with (
             await ChatClient.connect(first, "lobby", user="alice", since=3) as alice,
             await ChatClient.connect(second, "lobby", user="bob", since=3) as bob,

@@ -28,6 +28,7 @@ from typing import Generic
 
 from course_ws.chat.admission import Admitted, Refusal, admit
 from course_ws.chat.brokers import Broker, BrokerUnavailable
+from course_ws.chat.brokers.base import Reporting
 from course_ws.chat.metrics import ServerMetrics
 from course_ws.chat.protocol import (
     MAX_POST_BYTES,
@@ -147,6 +148,10 @@ class ChatService(Generic[Connection]):
             "Bytes of history kept for resuming clients",
             lambda: store.bytes,
         )
+        for part in (store, bus):
+            if isinstance(part, Reporting):
+                for figure in part.figures():
+                    gauge(figure.name, figure.documentation, figure.read)
 
     def admit(self, target: str, address: str) -> Admitted | Refusal:
         """Admit or refuse one chat handshake (a refusal is counted by status)."""

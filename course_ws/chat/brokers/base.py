@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from course_ws.chat.protocol import Message
 
@@ -98,6 +98,24 @@ class Bus(Protocol):
 
     async def aclose(self) -> None:
         """Cancel every subscription and release connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number a store or bus reports at ``GET /metrics``, read at each scrape."""
+
+    name: str
+    documentation: str
+    read: Callable[[], float]
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    """A store or bus with figures of its own for ``GET /metrics`` (reconnections, gaps...)."""
+
+    def figures(self) -> list[Figure]:
+        """Its figures; each name starts with ``course_ws_``."""
         ...
 
 

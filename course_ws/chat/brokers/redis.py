@@ -73,7 +73,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from course_ws.chat.brokers import BrokerUnavailable
-from course_ws.chat.brokers.base import Broker, Delivery, Resume
+from course_ws.chat.brokers.base import Broker, Delivery, Figure, Resume
 from course_ws.chat.history import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES
 from course_ws.chat.protocol import Message
 
@@ -455,6 +455,37 @@ class RedisBus:
     def connected(self) -> bool:
         """Whether the subscriber connection is up and caught up."""
         return self._pubsub is not None
+
+    def figures(self) -> list[Figure]:
+        """The subscriber's state and history, for ``GET /metrics``."""
+        stats = self.stats
+        return [
+            Figure(
+                "course_ws_bus_connected",
+                "1 while the bus's subscriber is connected to Redis and caught up, else 0",
+                lambda: float(self.connected),
+            ),
+            Figure(
+                "course_ws_bus_connections",
+                "Connections the bus's subscriber made to Redis (1 + reconnections)",
+                lambda: stats.connections,
+            ),
+            Figure(
+                "course_ws_bus_caught_up",
+                "Messages delivered from the store because pub/sub missed them",
+                lambda: stats.caught_up,
+            ),
+            Figure(
+                "course_ws_bus_lost",
+                "Messages pub/sub missed that the store no longer had",
+                lambda: stats.lost,
+            ),
+            Figure(
+                "course_ws_bus_resets",
+                "Rooms whose ids started over because Redis lost its data (members resumed)",
+                lambda: stats.resets,
+            ),
+        ]
 
     async def publish(self, room: str, event: str, message_id: int | None) -> None:
         """Send ``event`` to every process subscribed to ``room``.

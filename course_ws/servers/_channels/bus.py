@@ -71,6 +71,7 @@ from typing import Any
 import redis.exceptions
 
 from course_ws.chat.brokers import Delivery, Resume, Store
+from course_ws.chat.brokers.base import Figure
 from course_ws.chat.protocol import ROOM_PATTERN
 
 logger = logging.getLogger("course_ws.servers.channels")
@@ -197,6 +198,7 @@ class LayerSubscription:
             if message_id is not None and self.last_id is not None:
                 if message_id <= self.last_id:
                     self.duplicates += 1
+                    self.bus.duplicates += 1
                     return  # delivered already (filled from the store, or sent twice)
                 if message_id > self.last_id + 1 and not await self._fill(message_id - 1):
                     self._gap(message_id)
@@ -252,11 +254,13 @@ class LayerSubscription:
             self._deliver(message.event, message.id)
             last = self.last_id = message.id
             self.filled += 1
+            self.bus.filled += 1
         return upto is None or last == upto
 
     def _gap(self, resume_after: int) -> None:
         """Report lost messages; the live stream goes on after ``resume_after``."""
         self.gaps += 1
+        self.bus.gaps += 1
         logger.warning(
             "%s: messages after %s were lost on the channel layer", self.room, self.last_id
         )
@@ -328,6 +332,13 @@ class ChannelLayerBus:
         self.settle_after = settle_after
         self.outages = 0
         """Recoveries started: the layer failed that many times (after recovering each time)."""
+        self.filled = 0
+        """Messages delivered from the store because the layer lost them or had not brought
+        them yet (all rooms, since the start)."""
+        self.gaps = 0
+        """Times messages were missing that the store no longer had (all rooms)."""
+        self.duplicates = 0
+        """Messages the layer brought twice, dropped (all rooms)."""
         self._subscriptions: set[LayerSubscription] = set()
         self._recovery: asyncio.Task[None] | None = None
         self._failed_again = False
@@ -339,6 +350,31 @@ class ChannelLayerBus:
     def subscriptions(self) -> int:
         """Open subscriptions in this process."""
         return len(self._subscriptions)
+
+    def figures(self) -> list[Figure]:
+        """The layer's failures and what the store made up for, for ``GET /metrics``."""
+        return [
+            Figure(
+                "course_ws_bus_outages",
+                "Times the channel layer failed and the bus recovered from the database",
+                lambda: self.outages,
+            ),
+            Figure(
+                "course_ws_bus_caught_up",
+                "Messages delivered from the database because the channel layer lost them",
+                lambda: self.filled,
+            ),
+            Figure(
+                "course_ws_bus_lost",
+                "Gaps the database could no longer fill (the room's members resumed)",
+                lambda: self.gaps,
+            ),
+            Figure(
+                "course_ws_bus_duplicates",
+                "Messages the channel layer delivered twice, dropped",
+                lambda: self.duplicates,
+            ),
+        ]
 
     @property
     def recovering(self) -> bool:
