@@ -202,6 +202,9 @@ def run_serve(args: argparse.Namespace) -> int:
         return USAGE_ERROR
     logging.basicConfig(level=options.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     from course_ws.chat.brokers import BrokerUnavailable
+    from course_ws.hosting.open_files import raise_for_serving
+
+    raise_for_serving()  # one open file per connection; the workers inherit the limit
 
     if options.workers > 1:
         return run_serve_workers(lookup(args.name), options)
@@ -238,6 +241,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     """``deploy local NAME``: Redis, N workers and nginx until SIGINT or SIGTERM."""
     logging.basicConfig(level="WARNING", format=LOG_FORMAT, stream=sys.stderr)
     from course_ws.hosting.deploy import deploy_local
+    from course_ws.hosting.open_files import raise_for_serving
     from course_ws.hosting.workers import signals_to_flags, wait_for_stop
 
     try:
@@ -246,6 +250,7 @@ def run_deploy(args: argparse.Namespace) -> int:
         print(usage_line("course-ws deploy", in_flag_words(str(exc))), end="", file=sys.stderr)
         return USAGE_ERROR
     entry = lookup(args.name)
+    raise_for_serving()  # nginx and the workers inherit it
     with signals_to_flags() as flags:
         try:
             with deploy_local(args.name, workers=args.workers, port=args.port) as deployment:

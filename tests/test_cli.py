@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import re
+import resource
 import signal
 import subprocess
-import sys
+import time
 from collections.abc import Iterator
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
+from serving import COURSE_WS, LISTENING, stop
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
 from course_ws import serve_in_background
 from course_ws.hosting.catalogue import CATALOGUE
+from course_ws.load.system import open_files_soft_limit
 from course_ws.options import ServeOptions
-
-COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -128,3 +128,37 @@ def test_doctor_reports_and_passes_here():
     assert re.search(r"ok\s+websockets\s+\d+\.\d+", done.stdout)
     for program in ("redis-server", "nginx", "chromium"):
         assert program in done.stdout
+
+
+@pytest.mark.parametrize("hard", [256, 8192])
+def test_serve_raises_its_open_files_limit_to_the_hard_one_and_warns_when_that_is_low(
+    tmp_path, hard
+):
+    """One open file per connection: a soft limit of 256 would refuse the 250th client."""
+    hard = min(hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+    def started_low() -> None:  # as from a shell whose `ulimit -n` is 256
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    log, output = tmp_path / "serve.log", tmp_path / "serve.out"
+    with log.open("wb") as stderr, output.open("wb") as stdout:
+        process = subprocess.Popen(
+            [COURSE_WS, "serve", "echo", "--port", "0", "--log-level", "info"],
+            stdout=stdout,
+            stderr=stderr,
+            preexec_fn=started_low,  # in the child, before exec
+        )
+    try:
+        for _ in range(1500):
+            if LISTENING.search(output.read_text()) or process.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert LISTENING.search(output.read_text()), log.read_text()
+        assert open_files_soft_limit(process.pid) == hard
+    finally:
+        assert stop(process) == 0
+    logged = log.read_text()
+    low = f"only {hard} open files allowed (the hard limit)"
+    assert (low in logged) == (hard < 4096), logged
+    if hard > 256:
+        assert f"soft limit raised from 256 to {hard:,} (the hard limit)" in logged, logged
