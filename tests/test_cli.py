@@ -143,7 +143,7 @@ def test_serve_raises_its_open_files_limit_to_the_hard_one_and_warns_when_that_i
     log, output = tmp_path / "serve.log", tmp_path / "serve.out"
     with log.open("wb") as stderr, output.open("wb") as stdout:
         process = subprocess.Popen(
-            [COURSE_WS, "serve", "echo", "--port", "0", "--log-level", "info"],
+            [COURSE_WS, "serve", "echo", "--port", "0", "--log-level", "debug"],
             stdout=stdout,
             stderr=stderr,
             preexec_fn=started_low,  # in the child, before exec

@@ -40,6 +40,7 @@ from course_ws.chat.metrics import read_metrics
 from course_ws.clients.chat import ChatClient
 from course_ws.hosting.deploy import LocalDeployment, deploy_local
 from course_ws.hosting.nginx import NginxServer, read_timeout_for, render_nginx_conf
+from course_ws.load.system import process_tree
 
 COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
 STACKS = ("chat", "fastapi")
@@ -371,3 +372,41 @@ async def test_the_deploy_command_prints_its_url_and_stops_everything_on_sigterm
     for port in set(ports):  # nginx, every worker and Redis are gone
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (which has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_a_deploy_killed_with_sigkill_leaves_no_program_behind(programs, tmp_path):
+    """A SIGKILL (or the out-of-memory killer) gives a process no chance to stop what it
+    started: Redis and nginx end with it all the same (PR_SET_PDEATHSIG), the workers by
+    their lifeline. Before, both went on holding their ports."""
+    output = tmp_path / "deploy.out"
+    with output.open("wb") as stdout:
+        process = subprocess.Popen(
+            [COURSE_WS, "deploy", "local", "chat", "--workers", "1"],
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "redis-server redis://" not in output.read_text():
+            assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.05)
+        started = [pid for pid in process_tree(process.pid) if pid != process.pid]
+        names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in started}
+        assert {"redis-server", "nginx"} <= names, names
+    finally:
+        process.kill()
+        process.wait(10)
+    deadline = time.monotonic() + 15
+    while running := [pid for pid in started if alive(pid)]:
+        assert time.monotonic() < deadline, f"still running 15 s after the SIGKILL: {running}"
+        time.sleep(0.1)

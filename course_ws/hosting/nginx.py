@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from course_ws.hosting.listening import url_host
-from course_ws.hosting.programs import find_program
+from course_ws.hosting.programs import ends_with_this_process, find_program
 
 TEMPLATE = Path(__file__).parents[2] / "deploy" / "nginx.conf"
 """The example configuration that is rendered (in the source tree, beside ``course_ws``)."""
@@ -168,6 +168,7 @@ class NginxServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=ends_with_this_process(),  # no orphan when this process is killed
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

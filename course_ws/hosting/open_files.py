@@ -24,10 +24,11 @@ logger = logging.getLogger("course_ws.hosting")
 
 
 def raise_for_serving() -> OpenFilesLimit:
-    """Raise this process's soft limit of open files to its hard limit; log it; warn when
-    that still allows fewer than :data:`LOW_OPEN_FILES` (naming how to raise the hard one)."""
+    """Raise this process's soft limit of open files to its hard limit (logged at debug
+    level: a server's first lines are its own); warn when that still allows fewer than
+    :data:`LOW_OPEN_FILES` connections, naming how to raise the hard limit."""
     limit = raise_open_files_limit()
-    logger.info("%s", limit)
+    logger.debug("%s", limit)
     if limit.soft != resource.RLIM_INFINITY and limit.soft < LOW_OPEN_FILES:
         logger.warning(
             "only %d open files allowed (the hard limit): at most about %d connections; "

@@ -6,10 +6,15 @@ two always agree on what "installed" means.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +78,31 @@ PROGRAMS: dict[str, Program] = {
 def find_program(name: str) -> Path | None:
     """Where the program called ``name`` (a key of :data:`PROGRAMS`) is installed, if it is."""
     return PROGRAMS[name].find()
+
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option (Linux): the signal a process gets when the thread that started it ends."""
+
+
+def ends_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets SIGTERM when this process
+    ends, however it ends (a SIGKILL, the out-of-memory killer, a notebook kernel restarted).
+
+    A ``redis-server`` or ``nginx`` the course starts would otherwise outlive a
+    supervisor killed that way, holding its port and its files. Linux only, and
+    only from the main thread: the signal follows the *thread* that started the
+    child, and only the main thread lasts as long as the process. ``None``
+    elsewhere (nothing changes). What runs in the child between fork and exec is
+    one system call through a function resolved here, before the fork.
+    """
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def end_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # it ended before the call above: end now
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return end_with_parent

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from course_ws.hosting.programs import find_program
+from course_ws.hosting.programs import ends_with_this_process, find_program
 
 START_TIMEOUT = 10.0
 """Seconds ``redis-server`` may take to answer PING (loading a big append-only file included)."""
@@ -126,6 +126,7 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=ends_with_this_process(),  # no orphan when this process is killed
             start_new_session=True,  # a Ctrl+C in the notebook does not reach it
         )
         deadline = time.monotonic() + timeout
