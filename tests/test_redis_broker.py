@@ -309,3 +309,26 @@ async def test_a_redis_that_lost_its_data_has_each_room_resume_once(tmp_path):
             assert resumed == [RESET]
         finally:
             await broker.aclose()
+
+
+async def test_a_redis_flushed_under_a_connected_subscriber_has_each_room_resume(url, raw):
+    """No reconnection to notice it by: the first message with an id delivered already
+    has the bus look at the epoch token, gone with the flush."""
+    broker = open_redis_broker(url)
+    _, bus = redis_parts(broker)
+    seen: list[int | None] = []
+    resumed: list[str] = []
+    try:
+        await bus.subscribe("lobby", lambda event, mid: seen.append(mid), resumed.append)
+        for number in range(3):
+            await broker.publish_message("lobby", "ada", f"before {number}")
+        await until(lambda: seen == [1, 2, 3])
+        raw.flushall()
+        await broker.publish_message("lobby", "ada", "after the flush")  # id 1 again
+        await until(lambda: resumed == [RESET])
+        await broker.publish_message("lobby", "ada", "and on")  # id 2: 1 is filled first
+        await until(lambda: seen == [1, 2, 3, 1, 2])
+        assert bus.stats.connections == 1  # the subscriber never reconnected
+        assert resumed == [RESET]
+    finally:
+        await broker.aclose()

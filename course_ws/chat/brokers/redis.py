@@ -32,10 +32,13 @@ delivers it before anything newer. Members are never silently stale.
 **A Redis that lost its data** (restarted without an append-only file) starts
 every room's ids over, so ids the members hold now name other messages. Each
 process notices when its subscriber reconnects — the random token it saw in
-:data:`EPOCH_KEY` is gone or different, or a room's last id went back — and
-closes the members of every room with 1012: they resume with ``?since=N``, and
-a ``since`` above the room's last id replays the whole (new) history. Presence
-events (join, leave) have no id and are not stored: one published while
+:data:`EPOCH_KEY` is gone or different, or a room's last id went back — or,
+for a Redis flushed under a connected subscriber, at the first message whose
+id was delivered already. It then closes the members of every room with 1012:
+they resume with ``?since=N``, and a ``since`` above the room's last id replays
+the whole (new) history.
+
+**Presence** events (join, leave) have no id and are not stored: one published while
 Redis is down is lost, and a member list may then be out of date until the next
 join or leave; that is the price of not storing presence.
 
@@ -445,6 +448,8 @@ class RedisBus:
         self._closed = False
         self._epoch: str | None = None
         """The :data:`EPOCH_KEY` token found on the last connection (``None``: none yet)."""
+        self._epoch_check: asyncio.Task[None] | None = None
+        """A check of the token started by a message whose id was delivered already."""
 
     @property
     def subscriptions(self) -> int:
@@ -628,6 +633,17 @@ class RedisBus:
                     self._pubsub = pubsub
                     return
 
+    def _check_epoch_soon(self) -> None:
+        """Check the token in the background, unless a check is under way already."""
+        if self._epoch_check is None or self._epoch_check.done():
+            self._epoch_check = asyncio.get_running_loop().create_task(self._recheck_epoch())
+
+    async def _recheck_epoch(self) -> None:
+        try:
+            await self._check_epoch()
+        except DISCONNECTED as exc:  # the supervisor reconnects, and checks again then
+            logger.info("could not check %s's token: %s", safe_url(self.store.url), exc)
+
     async def _check_epoch(self) -> None:
         """Read (or set) the :data:`EPOCH_KEY` token; if it changed, Redis lost its data:
         every room starts over and its members resume."""
@@ -697,7 +713,10 @@ class RedisBus:
         message_id = int(head)
         if state.last_id is not None:
             if message_id <= state.last_id:
-                return  # delivered already, by a catch-up
+                # Delivered already, by a catch-up (rare: only around a reconnection)... or
+                # the ids started over while the subscriber stayed connected (FLUSHALL).
+                self._check_epoch_soon()
+                return
             if message_id > state.last_id + 1:
                 await self._catch_up(state, upto=message_id - 1)
         self._deliver(state, event, message_id)
@@ -722,6 +741,8 @@ class RedisBus:
     async def aclose(self) -> None:
         """Stop the subscriber, forget every subscription, close its connection."""
         self._closed = True
+        if self._epoch_check is not None:
+            self._epoch_check.cancel()
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
