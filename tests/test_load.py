@@ -24,12 +24,13 @@ from serving import COURSE_WS, course_ws_serve
 
 from course_ws import serve_in_background
 from course_ws.bench import ONE_ADDRESS_CROWD
+from course_ws.hosting.open_files import OpenFilesLimit
 from course_ws.load import LoadPlan, measure_reconnect_burst, run_load_test
 from course_ws.load.generator import shares
 from course_ws.load.members import MemberTally, ProcessResult
 from course_ws.load.plan import MAX_CLIENTS, loopback_base
 from course_ws.load.report import LoadReport, ServerMemory
-from course_ws.load.system import OpenFilesLimit, cpu_seconds, process_tree, resident_bytes
+from course_ws.load.system import cpu_seconds, process_tree, resident_bytes
 
 CROWD_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in ONE_ADDRESS_CROWD.items()]
 

@@ -55,10 +55,11 @@ from course_ws.bench.scale_watch import (
     one_process_behind_nginx,
 )
 from course_ws.hosting.deploy import deploy_local
+from course_ws.hosting.open_files import raise_open_files_limit
 from course_ws.hosting.programs import PROGRAMS, find_program
 from course_ws.lab.fanout import latency_percentile
 from course_ws.load import LoadPlan, LoadReport, run_load_test
-from course_ws.load.system import open_files_soft_limit, raise_open_files_limit
+from course_ws.load.system import open_files_soft_limit
 
 __all__ = ["FULL", "QUICK", "ScaleReport", "Settings", "run"]
 

@@ -2,8 +2,9 @@
 
 - :func:`sysctl` reads a kernel setting from ``/proc/sys`` (what ``sysctl NAME`` prints);
 - :func:`serve_with_open_files_limit` starts a catalogue server in a child process
-  whose soft ``RLIMIT_NOFILE`` is lowered, so that "Too many open files" comes
-  after a few dozen connections instead of thousands;
+  whose ``RLIMIT_NOFILE`` is lowered, soft and hard (a server raises its soft
+  limit to the hard one), so that "Too many open files" comes after a few dozen
+  connections instead of thousands;
 - :func:`listen_queue` and :func:`fill_backlog` show a listening socket's
   accept queue (``ss``'s ``Recv-Q``/``Send-Q``), and what a client sees once it is full;
 - :func:`socket_buffers` measures what idle and full TCP connections cost the
@@ -36,13 +37,14 @@ START_TIMEOUT = 20.0
 
 _LIMITED_SERVER = """\
 import resource, sys
-soft = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 from course_ws.cli import main
 sys.exit(main(sys.argv[2:]))
 """
-"""What ``prlimit --nofile=SOFT: course-ws serve ...`` does, in Python: lower the soft
-limit of this process, then run the command line. Children inherit the limits."""
+"""What ``prlimit --nofile=LIMIT:LIMIT course-ws serve ...`` does, in Python (or ``ulimit -n
+LIMIT`` in a shell, which sets both): lower this process's soft and hard limits, then run
+the command line. Children inherit the limits."""
 
 
 def sysctl(name: str) -> str | None:
@@ -109,7 +111,7 @@ class LimitedServer:
 def serve_with_open_files_limit(
     name: str = "chat", limit: int = 40, *, directory: Path | None = None
 ) -> Iterator[LimitedServer]:
-    """``course-ws serve NAME`` on a free loopback port, its soft ``RLIMIT_NOFILE`` at ``limit``;
+    """``course-ws serve NAME`` on a free loopback port, its ``RLIMIT_NOFILE`` at ``limit``;
     its log goes to a file, and it is stopped (SIGTERM, then SIGKILL) when the block ends."""
     with contextlib.ExitStack() as stack:
         if directory is None:

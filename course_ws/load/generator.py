@@ -36,15 +36,11 @@ from rich.progress import (
 )
 
 from course_ws.clients.metrics import get_metrics
+from course_ws.hosting.open_files import raise_open_files_limit
 from course_ws.load.members import CLOSE_TIMEOUT, SETTLE_TIMEOUT, ProcessResult, Share, process_main
 from course_ws.load.plan import LoadPlan
 from course_ws.load.report import LoadReport, ServerMemory
-from course_ws.load.system import (
-    open_files_soft_limit,
-    process_tree,
-    raise_open_files_limit,
-    resident_bytes,
-)
+from course_ws.load.system import open_files_soft_limit, process_tree, resident_bytes
 
 SPARE = 30.0
 """Seconds of grace on top of each phase's own deadline before a silent process counts as stuck."""

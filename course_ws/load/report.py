@@ -17,10 +17,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from course_ws.hosting.open_files import OpenFilesLimit
 from course_ws.lab.fanout import latency_percentile
 from course_ws.load.members import MemberTally, ProcessResult
 from course_ws.load.plan import LoadPlan
-from course_ws.load.system import SERVER_LIMIT_HINT, OpenFilesLimit
+from course_ws.load.system import SERVER_LIMIT_HINT
 
 PERCENTILES = (50, 95, 99)
 PER_ADDRESS_HINT = (

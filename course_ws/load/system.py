@@ -3,18 +3,16 @@
 Every connection is an open file on both sides. A shell's default soft limit
 (``ulimit -n``) is often 1,024, which is why load tests written in a hurry stop
 near a thousand connections with "Too many open files" (``EMFILE``). A process
-may raise its own soft limit up to its hard limit without privileges, which
-:func:`raise_open_files_limit` does for the load generator; the server's limit
-is set where it is started (:data:`SERVER_LIMIT_HINT`).
+may raise its own soft limit up to its hard limit without privileges, which the
+load generator does (:func:`course_ws.hosting.open_files.raise_open_files_limit`);
+the server's limit is set where it is started (:data:`SERVER_LIMIT_HINT`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -25,30 +23,6 @@ SERVER_LIMIT_HINT = (
     "`ulimit -n 65536` in its shell (up to the hard limit, `ulimit -Hn`), "
     "or LimitNOFILE=65536 in its systemd unit"
 )
-
-
-@dataclass(frozen=True)
-class OpenFilesLimit:
-    """This process's ``RLIMIT_NOFILE``: its soft limit before and after raising, and the hard."""
-
-    before: int
-    soft: int
-    hard: int
-
-    def __str__(self) -> str:
-        if self.before == self.soft:
-            return f"open files: soft limit {self.soft:,} (already the hard limit)"
-        return (
-            f"open files: soft limit raised from {self.before:,} to {self.soft:,} (the hard limit)"
-        )
-
-
-def raise_open_files_limit() -> OpenFilesLimit:
-    """Raise this process's soft limit of open files to the hard limit; children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return OpenFilesLimit(soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
 
 
 def process_tree(pid: int) -> list[int]:
