@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,13 +76,14 @@ def course_ws_serve(
     log_level: str = "warning",
     start_timeout: float = START_TIMEOUT,
     stop_timeout: float = STOP_TIMEOUT,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[Served]:
     """``course-ws serve NAME --port 0 --log-level LOG_LEVEL ARGS`` for the ``with`` block.
 
     Fails the test (with the server's log) if it exits or prints no address
     within ``start_timeout``. Afterwards it gets SIGTERM and ``stop_timeout``
     seconds to exit, then SIGKILL; ``process.returncode`` says which (0: a clean
-    stop).
+    stop). ``preexec_fn`` runs in the child before the command (to lower a limit, say).
     """
     output = log.with_name(f"{log.name}.stdout")
     with log.open("wb") as stderr, output.open("wb") as stdout:
@@ -91,6 +92,7 @@ def course_ws_serve(
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
+            preexec_fn=preexec_fn,
         )
     try:
         address = _wait_for_address(process, output, start_timeout)

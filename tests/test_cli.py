@@ -6,12 +6,11 @@ import re
 import resource
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import fields
 
 import pytest
-from serving import COURSE_WS, LISTENING, stop
+from serving import COURSE_WS, course_ws_serve
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
@@ -140,23 +139,10 @@ def test_serve_raises_its_open_files_limit_to_the_hard_one_and_warns_when_that_i
     def started_low() -> None:  # as from a shell whose `ulimit -n` is 256
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 
-    log, output = tmp_path / "serve.log", tmp_path / "serve.out"
-    with log.open("wb") as stderr, output.open("wb") as stdout:
-        process = subprocess.Popen(
-            [COURSE_WS, "serve", "echo", "--port", "0", "--log-level", "debug"],
-            stdout=stdout,
-            stderr=stderr,
-            preexec_fn=started_low,  # in the child, before exec
-        )
-    try:
-        for _ in range(1500):
-            if LISTENING.search(output.read_text()) or process.poll() is not None:
-                break
-            time.sleep(0.02)
-        assert LISTENING.search(output.read_text()), log.read_text()
-        assert open_files_soft_limit(process.pid) == hard
-    finally:
-        assert stop(process) == 0
+    log = tmp_path / "serve.log"
+    with course_ws_serve("echo", log=log, log_level="debug", preexec_fn=started_low) as server:
+        assert open_files_soft_limit(server.process.pid) == hard
+    assert server.process.returncode == 0
     logged = log.read_text()
     low = f"only {hard} open files allowed (the hard limit)"
     assert (low in logged) == (hard < 4096), logged

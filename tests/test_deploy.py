@@ -28,18 +28,18 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from required import require_program
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from course_ws.chat.metrics import read_metrics
-from course_ws.clients.chat import ChatClient
+from course_ws.clients.chat import ChatClient, Event
 from course_ws.hosting.deploy import LocalDeployment, deploy_local
 from course_ws.hosting.nginx import NginxServer, read_timeout_for, render_nginx_conf
+from course_ws.lab.scaling_proxy import keep_connecting
+from course_ws.lab.scaling_rooms import ResumingMember
 from course_ws.load.system import process_tree
 
 COURSE_WS = str(Path(sys.executable).with_name("course-ws"))
@@ -78,38 +78,13 @@ def connections(http_url: str) -> float:
         return read_metrics(response.read().decode())["course_ws_connections"]
 
 
-class Member:
-    """A member that records message ids and resumes with ``?since=`` after a 1001."""
+class Member(ResumingMember):
+    """The lab's resuming member, asserting as it goes that the ids only go up."""
 
-    def __init__(self, base: str, user: str) -> None:
-        self.base = base
-        self.user = user
-        self.ids: list[int] = []
-        self.closes: list[int | None] = []
-        self.client: ChatClient | None = None
-
-    async def join(self) -> Member:
-        since = self.ids[-1] if self.ids else None
-        self.client = await ChatClient.connect(self.base, "lobby", user=self.user, since=since)
-        return self
-
-    async def message(self, timeout: float = 10.0) -> dict[str, object]:
-        """The next message, resuming once per close; the ids must only go up."""
-        assert self.client is not None
-        while True:
-            try:
-                event = await self.client.next("message", timeout=timeout)
-            except ConnectionClosed as exc:
-                self.closes.append(exc.rcvd.code if exc.rcvd else None)
-                await self.join()
-                continue
-            assert not self.ids or event["id"] > self.ids[-1], (self.ids, event)
-            self.ids.append(int(event["id"]))  # type: ignore[call-overload]
-            return event
-
-    async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
+    async def message(self, timeout: float = 10.0) -> Event:
+        event = await super().message(timeout)
+        assert self.ids == sorted(set(self.ids)), (self.ids, event)
+        return event
 
 
 def test_the_rendered_configuration_is_the_example_with_its_addresses(programs, tmp_path):
@@ -201,42 +176,6 @@ async def test_a_worker_killed_with_sigterm_behind_nginx_loses_nothing(programs,
         finally:
             for member in members:
                 await member.close()
-
-
-@dataclass
-class Connects:
-    """What a client that keeps connecting saw."""
-
-    worked: int = 0
-    """Opened, echoed, closed normally."""
-    closed: list[int | None] = field(default_factory=list)
-    """Opened, then closed by the server (1001: by a worker that was stopping), by code."""
-    failed: list[str] = field(default_factory=list)
-    """Not opened: refused, reset, an HTTP error status, or no answer within 5 s."""
-
-    @property
-    def refused(self) -> list[str]:
-        return [failure for failure in self.failed if "ConnectionRefused" in failure]
-
-
-async def keep_connecting(url: str, stop: asyncio.Event) -> Connects:
-    """Open, echo and close WebSockets at ``url`` one after another until ``stop``."""
-    seen = Connects()
-    while not stop.is_set():
-        try:
-            websocket = await connect(f"{url}/echo", open_timeout=5)
-        except (OSError, InvalidStatus, TimeoutError) as exc:
-            seen.failed.append(repr(exc))
-            continue
-        try:
-            await websocket.send("ping")
-            assert await websocket.recv() == "ping"
-            seen.worked += 1
-        except ConnectionClosed as exc:
-            seen.closed.append(exc.rcvd.code if exc.rcvd else None)
-        finally:
-            await websocket.close()
-    return seen
 
 
 @pytest.mark.parametrize("name", STACKS)

@@ -86,11 +86,12 @@ class Connects:
     """What a client that keeps connecting saw."""
 
     worked: int = 0
-    """Opened, echoed once, closed normally."""
+    """Opened, echoed once (the same text back), closed normally."""
     closed: list[int | None] = field(default_factory=list)
     """Opened, then closed by the server before the echo came back (1001: a worker stopping)."""
     failed: list[str] = field(default_factory=list)
-    """Not opened: refused, reset, an HTTP error status, or no answer within 5 s."""
+    """Not opened (refused, reset, an HTTP error status, or no answer within 5 s), or
+    opened and echoed something else."""
 
     def __str__(self) -> str:
         codes = ", ".join(str(code) for code in sorted(set(self.closed), key=str)) or "-"
@@ -112,8 +113,11 @@ async def keep_connecting(base: str, stop: asyncio.Event) -> Connects:
             continue
         try:
             await websocket.send("ping")
-            await websocket.recv()
-            seen.worked += 1
+            reply = await websocket.recv()
+            if reply == "ping":
+                seen.worked += 1
+            else:
+                seen.failed.append(f"echoed {reply!r}")
         except ConnectionClosed as closed:
             seen.closed.append(closed.rcvd.code if closed.rcvd else None)
         finally:
