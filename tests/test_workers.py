@@ -23,11 +23,12 @@ from pathlib import Path
 import pytest
 from required import require_program
 from serving import COURSE_WS, course_ws_serve
-from test_deploy import Member, keep_connecting
+from test_deploy import Member
 
 from course_ws.clients.chat import ChatClient
 from course_ws.hosting.redis_server import RedisServer, free_loopback_port, run_redis
 from course_ws.hosting.workers import memory_broker_warning, serve_workers
+from course_ws.lab.scaling_proxy import keep_connecting
 from course_ws.options import ServeOptions
 
 STACKS = ("chat", "fastapi")

@@ -93,6 +93,11 @@ class Connects:
     """Not opened (refused, reset, an HTTP error status, or no answer within 5 s), or
     opened and echoed something else."""
 
+    @property
+    def refused(self) -> list[str]:
+        """The failures that were a refused TCP connection (nothing listening)."""
+        return [failure for failure in self.failed if "ConnectionRefused" in failure]
+
     def __str__(self) -> str:
         codes = ", ".join(str(code) for code in sorted(set(self.closed), key=str)) or "-"
         return (
